@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("services.generator.cli", "generate a synthetic transaction + label data set"),
     "train": ("services.trainer.train_cli", "train a LightGBM model and register it"),
     "models": ("services.registry.cli", "list, show, verify, promote or retire models"),
+    "scorer": ("services.scorer.cli", "score transactions from Kafka with online features"),
 }
 
 

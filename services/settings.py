@@ -163,6 +163,47 @@ class ModelsSettings(RegistrySettings, LoggingSettings):
     pass
 
 
+class ScorerSettings(KafkaSettings, RedisSettings, RegistrySettings, MetricsSettings, LoggingSettings):
+    model: str = Field(
+        "fraud@champion", min_length=3, description="model to serve, NAME@ALIAS or NAME@VERSION"
+    )
+    group_id: str = Field(
+        "fraudstream-scorer", min_length=1, max_length=200, description="Kafka consumer group id"
+    )
+    delivery: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once", description="Kafka delivery guarantee for scores"
+    )
+    batch_max_records: int = Field(500, ge=1, le=100_000, description="records per micro-batch")
+    batch_max_ms: int = Field(
+        50, ge=0, le=60_000, description="longest wait to fill a micro-batch, milliseconds"
+    )
+    max_amount: float = Field(
+        1_000_000.0, gt=0, description="largest valid amount; larger ones are dead-lettered"
+    )
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="how far in the future an event time may be, seconds"
+    )
+    max_event_age_days: float = Field(
+        400.0, gt=0, description="how old an event time may be, days (replays of history need it large)"
+    )
+    poison_max_share: float = Field(
+        0.5, gt=0, le=1, description="stop when this share of the last 1000 records is poison"
+    )
+    poison_max_consecutive: int = Field(
+        1000, ge=1, description="stop after this many poison records in a row"
+    )
+    model_poll_s: float = Field(
+        5.0, gt=0, description="how often to check the registry alias for a new model, seconds"
+    )
+    shadow: bool = Field(True, description="also score with the challenger, if set (shadow scores)")
+    max_poll_interval_ms: int = Field(
+        300_000, ge=10_000, description="Kafka max.poll.interval.ms of the consumer"
+    )
+    transactional_id_prefix: str = Field(
+        "fraudstream-scorer", min_length=1, description="prefix of the Kafka transactional.id"
+    )
+
+
 def all_settings_classes() -> list[type[Settings]]:
     """Every settings class in this module; used to tell typos from other commands' keys."""
     out: list[type[Settings]] = []

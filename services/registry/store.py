@@ -55,8 +55,9 @@ class ModelRef:
 
     @classmethod
     def parse(cls, text: str) -> ModelRef:
-        name, _, selector = text.strip().partition("@")
-        selector = selector or "champion"
+        name, at, selector = text.strip().partition("@")
+        if not at:
+            selector = "champion"
         if not NAME_RE.match(name):
             raise ModelRefError(
                 f"bad model reference {text!r}: use NAME@ALIAS or NAME@VERSION, e.g. fraud@champion"

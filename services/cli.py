@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("services.trainer.train_cli", "train a LightGBM model and register it"),
     "models": ("services.registry.cli", "list, show, verify, promote or retire models"),
     "scorer": ("services.scorer.cli", "score transactions from Kafka with online features"),
+    "monitor": ("services.monitor.cli", "monitor drift (PSI) and delayed-label recall; emit retrain events"),
 }
 
 

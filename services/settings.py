@@ -55,6 +55,9 @@ class KafkaSettings(Settings):
     kafka_sasl_username: str | None = Field(None, description="Kafka SASL username")
     kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password")
     kafka_ssl_ca_location: Path | None = Field(None, description="CA bundle file for Kafka TLS")
+    kafka_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="how long admin calls wait for the broker, seconds"
+    )
     topic_prefix: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]*$",
@@ -201,6 +204,57 @@ class ScorerSettings(KafkaSettings, RedisSettings, RegistrySettings, MetricsSett
     )
     transactional_id_prefix: str = Field(
         "fraudstream-scorer", min_length=1, description="prefix of the Kafka transactional.id"
+    )
+
+
+class MonitorSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingSettings):
+    model_name: str = Field(
+        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model whose champion is monitored"
+    )
+    app_id: str = Field(
+        "fraudstream-monitor", min_length=1, description="faust app id (consumer group, table names)"
+    )
+    data_dir: Path = Field(
+        Path(".monitor"), description="faust local state directory (tables' RocksDB/memory cache)"
+    )
+    window_s: int = Field(3600, ge=60, description="PSI tumbling window size, seconds of event time")
+    window_min_records: int = Field(
+        500, ge=1, description="a window with fewer records is not evaluated for drift"
+    )
+    allowed_lateness_s: int = Field(
+        600, ge=0, description="how long after its end a window accepts late records, seconds"
+    )
+    drift_consecutive: int = Field(
+        3, ge=1, description="windows in a row above threshold before drift is declared"
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="family-wise false-alarm rate of the PSI test (Bonferroni)"
+    )
+    drift_min_psi: float = Field(
+        0.1, ge=0, description="PSI floor: drift needs PSI above max(this, the size-aware threshold)"
+    )
+    label_horizon_days: int = Field(
+        90, ge=1, description="how long scored transactions are kept for the label join, days"
+    )
+    recall_min_maturity: float = Field(
+        0.8, gt=0, le=1, description="cohorts with label maturity below this are provisional"
+    )
+    recall_margin: float = Field(
+        0.1, ge=0, lt=1, description="retrain when mature recall < baseline - this margin"
+    )
+    retrain_cooldown_s: int = Field(
+        7 * 86400, ge=0, description="after a retrain event, no other for this long (event time)"
+    )
+
+
+class TrainerServiceSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingSettings):
+    name: str = Field(
+        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model name in the registry"
+    )
+    group_id: str = Field("fraudstream-trainer", min_length=1, description="Kafka consumer group id")
+    train_window_days: int = Field(30, ge=1, description="days of history a retrain uses")
+    auto_promote_margin: float = Field(
+        0.02, ge=0, description="promote automatically when the challenger beats the champion by this"
     )
 
 

@@ -27,7 +27,6 @@ from services.settings import ConfigError, TopicsSettings
 PROG = "fraudstream topics"
 EXIT_FAILED = 1
 # How long one broker request may take before the command gives up.
-TIMEOUT_S = 15.0
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # time to look into failures
 
 DESCRIPTION = f"""\
@@ -85,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _create(cfg: TopicsSettings) -> int:
     specs = topic_specs(cfg)
     client = admin(cfg)
-    created, _ = ensure_topics(client, specs, TIMEOUT_S)
-    states = {s.name: s for s in describe_topics(client, (s.name for s in specs), TIMEOUT_S)}
+    created, _ = ensure_topics(client, specs, cfg.kafka_timeout_s)
+    states = {s.name: s for s in describe_topics(client, (s.name for s in specs), cfg.kafka_timeout_s)}
     for spec in specs:
         state = states[spec.name]
         status = "created" if spec.name in created else "exists"
@@ -100,7 +99,7 @@ def _create(cfg: TopicsSettings) -> int:
 
 def _list(cfg: TopicsSettings) -> int:
     specs = topic_specs(cfg)
-    for state in describe_topics(admin(cfg), (s.name for s in specs), TIMEOUT_S):
+    for state in describe_topics(admin(cfg), (s.name for s in specs), cfg.kafka_timeout_s):
         print(f"{'exists' if state.exists else 'missing':<8} {_describe(state)}")
     return 0
 

@@ -85,8 +85,8 @@ def test_unreachable_broker_is_one_line(
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setattr(topics_cli, "TIMEOUT_S", 1.0)
-    assert topics_cli.main(["create", "--kafka-bootstrap", f"127.0.0.1:{port}"]) == 1
+    argv = ["create", "--kafka-bootstrap", f"127.0.0.1:{port}", "--kafka-timeout-s", "1"]
+    assert topics_cli.main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fraudstream topics: error: no answer from Kafka within 1 s")
     assert "\n" not in err and "Traceback" not in err

@@ -1,0 +1,31 @@
+"""Helpers for tests: deadline-based waiting, never fixed sleeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str | None = None,
+) -> T:
+    """Call ``predicate`` until it returns something truthy, and return that.
+
+    Raises ``AssertionError`` (with ``message``) once ``timeout`` seconds have passed.
+    ``interval`` only paces the polling: the wait ends as soon as the condition holds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            what = message or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("services.registry.cli", "list, show, verify, promote or retire models"),
     "scorer": ("services.scorer.cli", "score transactions from Kafka with online features"),
     "monitor": ("services.monitor.cli", "monitor drift (PSI) and delayed-label recall; emit retrain events"),
+    "replay": ("services.replay.cli", "re-publish a data set to Kafka in event-time order"),
+    "backtest": ("services.backtest.cli", "run a data set through the models offline; HTML report"),
+    "demo": ("services.demo.cli", "the whole system end to end on the local stack"),
 }
 
 

@@ -258,6 +258,28 @@ class TrainerServiceSettings(KafkaSettings, RegistrySettings, MetricsSettings, L
     )
 
 
+class ReplaySettings(KafkaSettings, LoggingSettings):
+    data: Path = Field(..., description="data set directory written by `fraudstream generate`")
+    speed: float = Field(
+        0.0, ge=0, description="speed factor: 1 = real time, 60 = a minute a second, 0 = as fast as possible"
+    )
+    start: str | None = Field(None, description="first event time to replay, ISO-8601 UTC (default: all)")
+    end: str | None = Field(None, description="event time to stop before, ISO-8601 UTC (default: all)")
+    labels: bool = Field(True, description="also replay labels at their label time")
+
+
+class BacktestSettings(RegistrySettings, LoggingSettings):
+    data: Path = Field(..., description="data set directory written by `fraudstream generate`")
+    report: Path = Field(Path("reports/backtest.html"), description="HTML report path (JSON beside it)")
+    window_s: int = Field(3600, ge=60, description="PSI window size, seconds of event time")
+
+
+class DemoSettings(StackSettings):
+    workdir: Path = Field(Path("demo"), description="where the demo writes its data, models and report")
+    days: int = Field(60, ge=7, le=365, description="days of synthetic history")
+    seed: int = Field(7, ge=0, description="random seed of the demo data")
+
+
 def all_settings_classes() -> list[type[Settings]]:
     """Every settings class in this module; used to tell typos from other commands' keys."""
     out: list[type[Settings]] = []

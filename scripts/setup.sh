@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what `make test` and `make demo` need; fast and silent when it is all there.
 #   - Debian packages, only those missing: redis-server, prometheus (for promtool),
+#     chromium (renders the backtest report in a test),
 #     openjdk-17-jre-headless (only without a Java 17+), maven (only without mvn),
 #     python3-venv (only if the venv module is missing). `apt-get update` first; sudo
 #     when not root.
@@ -42,6 +43,8 @@ install_packages() {
     local missing=()
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # Headless Chromium renders the backtest report in a test (a real browser, no driver).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     java_ok || missing+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null 2>&1 || missing+=(maven)
     local py

@@ -1,0 +1,108 @@
+"""Restart: a monitor stopped mid-stream and started again ends with the same figures
+as one that ran through; a crashed agent leaves its batch unacknowledged."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.core.recall import DAY_MS
+from tests.helpers import wait_until
+from tests.integration.monitor.conftest import (
+    MODEL,
+    ROOT,
+    T0,
+    MonitorEnv,
+    MonitorProcess,
+    score_stream,
+)
+
+WINDOWS, PER_WINDOW = 20, 250
+FLAGS = {"window_s": 60, "window_min_records": 200, "allowed_lateness_s": 0, "recall_margin": 0.99}
+FAILING = Path(__file__).with_name("failing_monitor.py")
+
+
+def produce(env: MonitorEnv, part: slice, stream: Any, labels: list[tuple[str, int, bool]]) -> None:
+    ids = [f"t{i}" for i in range(len(stream))][part]
+    env.produce("scores", env.score_values(type(stream)(stream.t[part], stream.X[part], stream.scores[part]),
+                                           ids))
+    env.produce_labels([lab for lab in labels if lab[0] in set(ids)])
+
+
+def figures(env: MonitorEnv, proc: MonitorProcess) -> dict[str, Any]:
+    metrics = proc.metrics()
+    recall = {k: v for k, v in metrics.items()
+              if k[0] in ("fraudstream_monitor_recall", "fraudstream_monitor_label_maturity")
+              and not math.isnan(v)}
+    return {
+        "windows": {s: w["eval"] for s, w in env.windows().items()},
+        "events": [{k: v for k, v in e.items()} for e in env.retrain_events()],
+        "recall": recall,
+        "tracked": metrics.get(("fraudstream_monitor_tracked_transactions", ())),
+    }
+
+
+def wait_done(proc: MonitorProcess, n_windows: int, tracked: int) -> None:
+    proc.wait_for("fraudstream_monitor_windows_closed_total", n_windows, result="evaluated")
+    proc.wait_for("fraudstream_monitor_tracked_transactions", tracked)
+    proc.wait_for("fraudstream_monitor_pending_labels", 0)
+
+
+def test_restart_mid_stream_equals_an_uninterrupted_run(
+    make_env: Callable[[], MonitorEnv], start_monitor: Callable[..., MonitorProcess]
+) -> None:
+    stream = score_stream(seed=41, windows=WINDOWS, per_window=PER_WINDOW, shift_from=10)
+    n = len(stream)
+    rng = np.random.default_rng(42)
+    labelled = rng.choice(n, 300, replace=False)
+    labels = [(f"t{i}", int(stream.t[i]) + int(rng.integers(DAY_MS, 5 * DAY_MS)), bool(i % 2))
+              for i in labelled]
+    half = slice(0, n // 2)
+
+    straight = make_env()
+    produce(straight, slice(0, n), stream, labels)
+    proc = start_monitor(straight, **FLAGS)
+    wait_done(proc, WINDOWS - 1, n)
+
+    restarted = make_env()
+    produce(restarted, half, stream, labels)
+    first = start_monitor(restarted, **FLAGS)
+    first.wait_for("fraudstream_monitor_records_total", n // 2, topic="scores", outcome="counted")
+    assert first.stop() == 0
+    produce(restarted, slice(n // 2, n), stream, labels)
+    second = start_monitor(restarted, **FLAGS)
+    wait_done(second, WINDOWS - 1 - 9, n)  # the second run closes windows 9..18
+
+    expected = figures(straight, proc)
+    assert expected["events"] and expected["events"][0]["reason"] == "DRIFT"
+    assert expected["recall"]
+    wait_until(lambda: figures(restarted, second) == expected, timeout=30, interval=0.5,
+               message="restarted figures == uninterrupted figures")
+
+
+def test_a_failed_agent_leaves_its_batch_for_the_restart(
+    monitor_env: MonitorEnv, start_monitor: Callable[..., MonitorProcess]
+) -> None:
+    stream = score_stream(seed=43, windows=3, per_window=200)
+    monitor_env.produce_scores(stream)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
+    argv = [sys.executable, str(FAILING), "--kafka-bootstrap", monitor_env.bootstrap,
+            "--topic-prefix", monitor_env.prefix, "--app-id", monitor_env.app_id,
+            "--registry", str(monitor_env.registry), "--data-dir", str(monitor_env.tmp / "data"),
+            "--model-name", MODEL, "--window-s", "60"]
+    failed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "agent scores failed" in failed.stderr and "injected failure" in failed.stderr
+    proc = start_monitor(monitor_env, **FLAGS)
+    # Nothing was skipped: every score is counted once by the restarted worker.
+    proc.wait_for("fraudstream_monitor_records_total", len(stream), topic="scores", outcome="counted")
+    proc.wait_for("fraudstream_monitor_windows_closed_total", 2, result="evaluated")
+    assert proc.value("fraudstream_monitor_window_records") == ((stream.t >= T0 + 60_000)
+                                                              & (stream.t < T0 + 120_000)).sum()

@@ -1,0 +1,224 @@
+"""Per-merchant traffic as integer buckets, updated by commutative increments.
+
+A merchant's state is four integer maps plus a watermark:
+
+* ``hour_counts[h]`` / ``hour_new_cards[h]``: transactions, and transactions that were a
+  card's first at this merchant, in epoch hour ``h`` (``event_time // 3_600_000``);
+* ``day_counts[d]`` / ``day_cents[d]``: transactions and their amount in integer cents
+  (``round(amount * 100)``) in epoch day ``d``;
+* ``watermark``: the newest hour any transaction was applied for (None: no traffic yet).
+
+Integers make every update an exact increment (``HINCRBY`` online, ``+=`` offline) that
+gives the same result in any order and never suffers float formatting. A transaction's
+features read the buckets *before* its own :class:`MerchantDelta` is applied: the hourly
+windows ``[h - 23, h]`` and ``[h, h]`` and the daily window ``[d - 6, d]``, all cut at the
+horizons below the watermark (``MERCHANT_HOURLY_KEEP_H``/``MERCHANT_DAILY_KEEP_D``).
+Because the watermark only grows, a bucket below the horizon is never read again, so
+trimming it (on every day the watermark enters, here and in the Redis script) changes
+no feature.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import partial
+from typing import NamedTuple, Protocol
+
+from services.core.features.card import STATE_TAG, StateFormatError
+from services.core.features.schema import MERCHANT_DAILY_KEEP_D, MERCHANT_HOURLY_KEEP_H
+
+_MAPS = ("hour_counts", "hour_new_cards", "day_counts", "day_cents")
+_ZEROS = (0,) * 24  # map(d.get, keys, _ZEROS) is d.get(k, 0) at C speed for <= 24 keys
+_HOURLY_SPAN = MERCHANT_HOURLY_KEEP_H - 1  # lowest readable hour: watermark - this
+_DAILY_SPAN = MERCHANT_DAILY_KEEP_D - 1
+
+
+class MerchantDelta(NamedTuple):
+    """What one transaction adds to its merchant's buckets."""
+
+    hour: int  # epoch hour of the transaction
+    cents: int  # round(amount * 100)
+    new_card: bool  # the card had not been seen at this merchant (per its seen-set)
+
+
+class MerchantWindow(NamedTuple):
+    """Merchant traffic before a transaction, in windows ending at its hour/day."""
+
+    count_1h: int
+    count_24h: int
+    new_cards_24h: int
+    count_7d: int
+    cents_7d: int
+
+
+_new_window = partial(tuple.__new__, MerchantWindow)  # skips NamedTuple.__new__: hot path
+
+
+class MerchantView(Protocol):
+    """Read-only bucket data that :func:`compute` needs."""
+
+    def window(self, hour: int) -> MerchantWindow: ...
+
+
+class MerchantState:
+    """Mutable merchant buckets, owned by a driver (offline dict or online batch view).
+
+    ``compute`` only reads it through :meth:`window`; drivers apply the delta it returns
+    with :meth:`add` after the transaction's features are taken. Change the buckets only
+    through :meth:`add`: it keeps the memo of the last window read up to date (a busy
+    merchant's transactions mostly share an hour, so most reads are then O(1)).
+    """
+
+    __slots__ = (
+        "watermark",
+        "hour_counts",
+        "hour_new_cards",
+        "day_counts",
+        "day_cents",
+        "_memo_hour",
+        "_memo",
+    )
+
+    def __init__(
+        self,
+        watermark: int | None = None,
+        hour_counts: Mapping[int, int] | None = None,
+        hour_new_cards: Mapping[int, int] | None = None,
+        day_counts: Mapping[int, int] | None = None,
+        day_cents: Mapping[int, int] | None = None,
+    ) -> None:
+        self.watermark = watermark
+        self.hour_counts: dict[int, int] = dict(hour_counts or {})
+        self.hour_new_cards: dict[int, int] = dict(hour_new_cards or {})
+        self.day_counts: dict[int, int] = dict(day_counts or {})
+        self.day_cents: dict[int, int] = dict(day_cents or {})
+        # window(_memo_hour) as [count_1h, count_24h, new_cards_24h, count_7d, cents_7d,
+        # lowest hour read, lowest day read]
+        self._memo_hour: int | None = None
+        self._memo: list[int] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"MerchantState(watermark={self.watermark}, hour_counts={self.hour_counts}, "
+            f"hour_new_cards={self.hour_new_cards}, day_counts={self.day_counts}, "
+            f"day_cents={self.day_cents})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MerchantState):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data without zero buckets (for tests, ops and equality)."""
+
+        def nonzero(d: dict[int, int]) -> dict[int, int]:
+            return {k: v for k, v in sorted(d.items()) if v}
+
+        return {"watermark": self.watermark, **{name: nonzero(getattr(self, name)) for name in _MAPS}}
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON (for snapshots of offline state; Redis keeps buckets as fields)."""
+        data = self.as_dict()
+        data["tag"] = STATE_TAG
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> MerchantState:
+        try:
+            raw = json.loads(blob)
+            tag = raw.pop("tag")
+            maps = [{int(k): int(v) for k, v in raw[name].items()} for name in _MAPS]
+            watermark = None if raw["watermark"] is None else int(raw["watermark"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StateFormatError(f"bad merchant state: {exc!r}") from None
+        if tag != STATE_TAG:
+            raise StateFormatError("merchant state belongs to another feature set")
+        return cls(watermark, *maps)
+
+    def window(self, hour: int) -> MerchantWindow:
+        if hour == self._memo_hour:
+            m = self._memo
+            return _new_window((m[0], m[1], m[2], m[3], m[4]))
+        day = hour // 24
+        lo_h, lo_d = self._lowest_read(hour)
+        if lo_h <= hour:
+            hours = range(lo_h, hour + 1)
+            count_1h = self.hour_counts.get(hour, 0)
+            count_24h = sum(map(self.hour_counts.get, hours, _ZEROS))
+            new_cards_24h = sum(map(self.hour_new_cards.get, hours, _ZEROS)) if self.hour_new_cards else 0
+        else:
+            count_1h = count_24h = new_cards_24h = 0
+        if lo_d <= day:
+            days = range(lo_d, day + 1)
+            count_7d = sum(map(self.day_counts.get, days, _ZEROS))
+            cents_7d = sum(map(self.day_cents.get, days, _ZEROS))
+        else:
+            count_7d = cents_7d = 0
+        self._memo_hour = hour
+        self._memo = [count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d]
+        return _new_window((count_1h, count_24h, new_cards_24h, count_7d, cents_7d))
+
+    def _lowest_read(self, hour: int) -> tuple[int, int]:
+        """The lowest hour and day the windows of ``hour`` read: never below the horizon
+        under the watermark (those buckets may be trimmed)."""
+        lo_h, lo_d = hour - 23, hour // 24 - 6
+        w = self.watermark
+        if w is not None:
+            floor = w - _HOURLY_SPAN
+            if floor > lo_h:
+                lo_h = floor
+            floor = w // 24 - _DAILY_SPAN
+            if floor > lo_d:
+                lo_d = floor
+        return lo_h, lo_d
+
+    def add(self, delta: MerchantDelta) -> None:
+        """Apply a transaction's increments; mirrors the Redis merchant script exactly."""
+        hour, cents, new_card = delta
+        day = hour // 24
+        hc, dc = self.hour_counts, self.day_counts
+        hc[hour] = hc.get(hour, 0) + 1
+        if new_card:
+            hk = self.hour_new_cards
+            hk[hour] = hk.get(hour, 0) + 1
+        dc[day] = dc.get(day, 0) + 1
+        self.day_cents[day] = self.day_cents.get(day, 0) + cents
+        w = self.watermark
+        moved = w is None or hour > w
+        if moved:
+            if w is None or day > w // 24:
+                self._trim(hour)
+            self.watermark = hour
+        memo_hour = self._memo_hour
+        if memo_hour is None:
+            return
+        memo = self._memo
+        if moved and self._lowest_read(memo_hour) != (memo[5], memo[6]):
+            self._memo_hour = None  # the horizon cut into the memo's windows
+            return
+        # Trimming only drops buckets below the (unchanged) lowest reads: the memo holds.
+        if memo[5] <= hour <= memo_hour:
+            memo[1] += 1
+            if new_card:
+                memo[2] += 1
+            if hour == memo_hour:
+                memo[0] += 1
+        if memo[6] <= day <= memo_hour // 24:
+            memo[3] += 1
+            memo[4] += cents
+
+    def _trim(self, watermark: int) -> None:
+        hour_floor = watermark - MERCHANT_HOURLY_KEEP_H  # buckets <= floor are dead
+        day_floor = watermark // 24 - MERCHANT_DAILY_KEEP_D
+        for buckets, floor in (
+            (self.hour_counts, hour_floor),
+            (self.hour_new_cards, hour_floor),
+            (self.day_counts, day_floor),
+            (self.day_cents, day_floor),
+        ):
+            for key in [k for k in buckets if k <= floor]:
+                del buckets[key]

@@ -160,6 +160,24 @@ class TrainSettings(RegistrySettings, LoggingSettings):
     )
     promote: bool = Field(False, description="make the new model champion at once")
     seed: int = Field(7, ge=0, description="training seed")
+    review_rate: float = Field(
+        0.02, gt=0, lt=1, description="target share of traffic at or above the review threshold"
+    )
+    block_rate: float = Field(
+        0.005, gt=0, lt=1, description="target share of traffic at or above the block threshold"
+    )
+    train_fraction: float = Field(
+        0.6, gt=0, lt=1, description="share of the event-time range used for training"
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of the event-time range for early stopping and thresholds"
+    )
+    imbalance: Literal["none", "scale_pos_weight", "is_unbalance"] = Field(
+        "none", description="class-imbalance handling of LightGBM"
+    )
+    max_rounds: int = Field(
+        2000, ge=1, description="most boosting rounds (early stopping usually ends sooner)"
+    )
 
 
 class ModelsSettings(RegistrySettings, LoggingSettings):

@@ -87,16 +87,22 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
-    metrics = manifest.get("metrics", {}).get("test", manifest.get("metrics", {}))
     print(f"model      {mv.name}@{mv.version} ({mv.status}; {','.join(mv.aliases) or 'no alias'})")
     print(f"created    {manifest['created_at']}  code {str(manifest.get('code_version'))[:12]}")
     print(f"sha256     {manifest['model_sha256']}")
     print(f"features   {len(manifest['feature_names'])} ({manifest['feature_set_fingerprint'][:12]}…)")
     print(f"thresholds {json.dumps(manifest['thresholds'])}")
-    print(f"data       {json.dumps(manifest.get('data', {}))}")
-    for key, value in sorted(metrics.items()):
-        if isinstance(value, int | float):
-            print(f"  {key:<24} {value:.4f}")
+    window = manifest.get("training_window", {})
+    drift = manifest.get("dataset", {}).get("drift", [])
+    print(f"trained on {window.get('start', '?')} .. {window.get('end', '?')}  drift scenarios {drift}")
+    test = manifest.get("metrics", {}).get("test", {})
+    for basis in ("label_based", "truth_based"):
+        figures = test.get(basis, {})
+        if figures:
+            print(f"test {basis.replace('_', '-')}:")
+        for key, value in sorted(figures.items()):
+            if isinstance(value, int | float):
+                print(f"  {key:<28} {value:.4f}")
     return 0
 
 

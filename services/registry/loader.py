@@ -75,16 +75,16 @@ def check_integrity(mv: ModelVersion, manifest: dict[str, Any]) -> None:
 
 
 def check_features(mv: ModelVersion, manifest: dict[str, Any]) -> None:
-    from services.core import features
+    from services.core.features import FEATURE_NAMES, FEATURE_SET_FINGERPRINT
 
     where = f"{mv.name}@{mv.version}"
-    if manifest["feature_set_fingerprint"] != features.FEATURE_SET_FINGERPRINT:
+    if manifest["feature_set_fingerprint"] != FEATURE_SET_FINGERPRINT:
         raise VerificationError(
             f"{where}: feature fingerprint {str(manifest['feature_set_fingerprint'])[:12]}… differs "
-            f"from the running code's {features.FEATURE_SET_FINGERPRINT[:12]}…; "
+            f"from the running code's {FEATURE_SET_FINGERPRINT[:12]}…; "
             f"retrain the model with this code version"
         )
-    if tuple(manifest["feature_names"]) != tuple(features.FEATURE_NAMES):
+    if tuple(manifest["feature_names"]) != tuple(FEATURE_NAMES):
         raise VerificationError(
             f"{where}: feature names differ from the running code; retrain with this code version"
         )

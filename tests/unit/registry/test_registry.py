@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from services.core import features
-from services.registry import ModelRef, ModelRefError, Registry, RegistryError, VerificationError
+from services.registry import ModelRef, ModelRefError, Registry, RegistryError, VerificationError, loader
 from services.registry import cli as models_cli
-from services.registry import loader
 
 
 class StepClock:

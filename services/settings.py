@@ -220,6 +220,12 @@ class ScorerSettings(KafkaSettings, RedisSettings, RegistrySettings, MetricsSett
     max_poll_interval_ms: int = Field(
         300_000, ge=10_000, description="Kafka max.poll.interval.ms of the consumer"
     )
+    session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        description="Kafka session.timeout.ms: how fast a dead scorer's partitions move (capped at "
+        "max_poll_interval_ms)",
+    )
     transactional_id_prefix: str = Field(
         "fraudstream-scorer", min_length=1, description="prefix of the Kafka transactional.id"
     )

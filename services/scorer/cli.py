@@ -137,8 +137,8 @@ def serve(settings: ScorerSettings, stop: StopFlag, registry: CollectorRegistry 
 def make_consumer(settings: ScorerSettings) -> Consumer:
     overrides = {
         "max.poll.interval.ms": settings.max_poll_interval_ms,
-        # librdkafka refuses a poll interval below the session timeout (default 45 s).
-        "session.timeout.ms": min(45_000, settings.max_poll_interval_ms),
+        # librdkafka refuses a poll interval below the session timeout.
+        "session.timeout.ms": min(settings.session_timeout_ms, settings.max_poll_interval_ms),
     }
     try:
         return Consumer(consumer_config(settings, settings.group_id, read_committed=True, **overrides))

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("services.kafka.topics", "create the project's Kafka topics (idempotent)"),
     "generate": ("services.generator.cli", "generate a synthetic transaction + label data set"),
     "train": ("services.trainer.train_cli", "train a LightGBM model and register it"),
+    "trainer": ("services.trainer.service_cli", "train challengers on retrain events; promote by policy"),
     "models": ("services.registry.cli", "list, show, verify, promote or retire models"),
     "scorer": ("services.scorer.cli", "score transactions from Kafka with online features"),
     "monitor": ("services.monitor.cli", "monitor drift (PSI) and delayed-label recall; emit retrain events"),

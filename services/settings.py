@@ -241,7 +241,9 @@ class MonitorSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingS
     data_dir: Path = Field(
         Path(".monitor"), description="faust local state directory (tables' RocksDB/memory cache)"
     )
-    window_s: int = Field(3600, ge=60, description="PSI tumbling window size, seconds of event time")
+    window_s: int = Field(
+        86_400, ge=60, description="PSI tumbling window, seconds of event time (a day evens out daily cycles)"
+    )
     window_min_records: int = Field(
         500, ge=1, description="a window with fewer records is not evaluated for drift"
     )
@@ -280,6 +282,22 @@ class TrainerServiceSettings(KafkaSettings, RegistrySettings, MetricsSettings, L
     auto_promote_margin: float = Field(
         0.02, ge=0, description="promote automatically when the challenger beats the champion by this"
     )
+    holdout_days: int = Field(7, ge=1, description="days in the matured holdout")
+    holdout_min_maturity: float = Field(
+        0.8, gt=0, le=1, description="label maturity a holdout day needs (as the monitor's)"
+    )
+    min_holdout_frauds: int = Field(
+        20, ge=1, description="labelled frauds the holdout needs for an automatic verdict"
+    )
+    feature_warmup_days: int = Field(
+        30, ge=0, description="days read before the first trained or evaluated row, to warm card history"
+    )
+    max_job_s: float = Field(
+        3600.0, ge=60, description="longest one retrain may take (Kafka max.poll.interval.ms), seconds"
+    )
+    seek_slack_s: float = Field(
+        86_400.0, ge=0, description="how much earlier than its event time a record may be timestamped"
+    )
 
 
 class ReplaySettings(KafkaSettings, LoggingSettings):
@@ -295,7 +313,7 @@ class ReplaySettings(KafkaSettings, LoggingSettings):
 class BacktestSettings(RegistrySettings, LoggingSettings):
     data: Path = Field(..., description="data set directory written by `fraudstream generate`")
     report: Path = Field(Path("reports/backtest.html"), description="HTML report path (JSON beside it)")
-    window_s: int = Field(3600, ge=60, description="PSI window size, seconds of event time")
+    window_s: int = Field(86_400, ge=60, description="PSI window size, seconds of event time")
 
 
 class DemoSettings(StackSettings):

@@ -107,6 +107,7 @@ class Reference:
     specs: tuple[BinSpec, ...]
     epsilon: float = DEFAULT_EPSILON
     n_ref: int = 0  # reference rows; 0 = unknown (treated as infinite)
+    exempt: frozenset[str] = frozenset()  # PSI reported, never counted as drift
 
     @property
     def n_features(self) -> int:
@@ -127,6 +128,7 @@ class Reference:
             specs=tuple(specs),
             epsilon=float(psi_reference.get("epsilon", DEFAULT_EPSILON)),
             n_ref=int(psi_reference.get("n", 0) or 0),
+            exempt=frozenset(psi_reference.get("exempt", ())),
         )
 
     def count(self, features: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
@@ -251,12 +253,14 @@ def evaluate(
         return WindowEvaluation(window.start, end, window.n, window.late, evaluated=False)
     values: dict[str, float] = {}
     limits: dict[str, float] = {}
-    n_tests = len(reference.names)
+    n_tests = sum(1 for name in reference.names if name not in reference.exempt)
     for name, spec, counts in zip(reference.names, reference.specs, window.counts, strict=True):
         values[name] = psi(spec.expected, counts, reference.epsilon)
         limits[name] = max(dcfg.min_psi, psi_threshold(
             degrees_of_freedom(spec), window.n, reference.n_ref, dcfg.alpha, n_tests))
-    drifted = tuple(n for n in reference.names if values[n] > limits[n])
+    drifted = tuple(
+        n for n in reference.names if n not in reference.exempt and values[n] > limits[n]
+    )
     return WindowEvaluation(window.start, end, window.n, window.late, True, values, limits, drifted)
 
 

@@ -194,8 +194,12 @@ def build_references(
     scores: npt.ArrayLike,
     n_bins: int = DEFAULT_BINS,
     epsilon: float = DEFAULT_EPSILON,
+    exempt: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
-    """The manifest's ``psi_reference``: one BinSpec per feature column and one for the score."""
+    """The manifest's ``psi_reference``: one BinSpec per feature column and one for the score.
+
+    ``exempt`` names features whose PSI is reported but never counted as drift.
+    """
     if matrix.ndim != 2 or matrix.shape[1] != len(names):
         raise ValueError(f"matrix of shape {matrix.shape} does not match {len(names)} feature names")
     return {
@@ -204,4 +208,5 @@ def build_references(
         "n": int(matrix.shape[0]),
         "bins": n_bins,
         "epsilon": epsilon,
+        "exempt": [name for name in names if name in set(exempt)],
     }

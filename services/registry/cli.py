@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from services import settings as cfg
+from services.core.topics import MODEL_UPDATES
 from services.registry import loader
 from services.registry.errors import RegistryError
 from services.registry.store import Registry
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("ref", help="NAME@ALIAS or NAME@VERSION")
     promote = sub.add_parser("promote", help="make a version champion (rollback: an old one)")
     promote.add_argument("ref", help="NAME@VERSION or NAME@challenger")
+    promote.add_argument(
+        "--publish", action="store_true", help="also announce it on the models.updates topic (Kafka flags)"
+    )
+    cfg.add_flags(promote, cfg.KafkaSettings)
     retire = sub.add_parser("retire", help="retire a version (kept on disk)")
     retire.add_argument("ref", help="NAME@VERSION")
     return parser
@@ -114,9 +119,21 @@ def _verify(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
-    loader.load(registry.resolve(args.ref))  # never promote a model that would not load
+    target = registry.resolve(args.ref)
+    loader.load(target)  # never promote a model that would not load
+    kafka = cfg.load(cfg.KafkaSettings, args) if args.publish else None
+    previous = registry.aliases(target.name).get("champion")
     mv = registry.promote(args.ref)
     print(f"{mv.name}@{mv.version} is now champion")
+    if kafka is not None and previous != mv.version:
+        from services.trainer.lineage import PublishError, announce_manual_promotion
+
+        try:
+            update = announce_manual_promotion(kafka, mv, previous)
+        except PublishError as exc:
+            print(f"{PROG} promote: promoted, but not announced: {exc}", file=sys.stderr)
+            return 1
+        print(f"announced {update['action']} on {kafka.topic(MODEL_UPDATES)}")
     return 0
 
 

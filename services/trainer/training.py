@@ -266,7 +266,9 @@ def train_on_features(
     fitted = fit(X[tr], y_fit[tr], X[va], y_fit[va], names, config)
     scores = fitted.booster.predict(X, num_iteration=fitted.best_iteration)
     thresholds = decision.choose_thresholds(scores[va], config.review_rate, config.block_rate)
-    psi_reference = psi.build_references(X[va], names, scores[va], config.psi_bins)
+    psi_reference = psi.build_references(
+        X[va], names, scores[va], config.psi_bins, exempt=features.DRIFT_EXEMPT
+    )
 
     end_cutoff = last_label_time(labels)
     eval_labels = join_labels(txn_ids, labels, split.end_ms if end_cutoff is None else end_cutoff)

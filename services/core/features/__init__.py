@@ -22,6 +22,7 @@ from services.core.features.merchant import (
 from services.core.features.schema import (
     CARD_WINDOW_CAP,
     DAY_MS,
+    DRIFT_EXEMPT,
     FEATURE_INDEX,
     FEATURE_LOGIC_VERSION,
     FEATURE_NAMES,
@@ -39,6 +40,7 @@ from services.core.features.vector import VECTOR_STRUCT, named, pack_vector, unp
 __all__ = [
     "CARD_WINDOW_CAP",
     "DAY_MS",
+    "DRIFT_EXEMPT",
     "FEATURE_INDEX",
     "FEATURE_LOGIC_VERSION",
     "FEATURE_NAMES",

@@ -96,6 +96,12 @@ FEATURE_NAMES: tuple[str, ...] = (
 N_FEATURES = len(FEATURE_NAMES)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
+# Features whose distribution moves with the calendar or the system's age by construction:
+# a window of event time sees one hour of the day, a few days of the week, and cards only
+# ever get older. Their PSI is exported, but never counted as drift (the monitor and the
+# backtest read this list from the model manifest's ``psi_reference``).
+DRIFT_EXEMPT: tuple[str, ...] = ("hour_of_day", "day_of_week", "card_age_days", "card_prior_txn_count")
+
 # Reason-code phrases: what a high value of the feature says about the transaction.
 READABLE: dict[str, str] = {
     "amount": "large amount",

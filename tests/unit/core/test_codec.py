@@ -24,7 +24,7 @@ from services.core.codec import (
 from tests.unit.core.codec_samples import sample_record
 
 CODEC = Codec.load()
-NAMES = ("Label", "RetrainEvent", "Score", "Transaction")
+NAMES = ("Label", "ModelUpdate", "RetrainEvent", "Score", "Transaction")
 
 TXN: dict[str, Any] = {
     "txn_id": "t-0001",
@@ -54,7 +54,7 @@ def reason_of(name: str, data: bytes | None) -> str:
 # --------------------------------------------------------------------------- round trips
 
 
-def test_loads_the_four_record_types_from_the_repo() -> None:
+def test_loads_every_record_type_from_the_repo() -> None:
     assert CODEC.names == NAMES
     assert default_schemas_dir().joinpath("transaction.avsc").is_file()
 

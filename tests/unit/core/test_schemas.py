@@ -36,7 +36,7 @@ def load_error(path: Path) -> str:
 
 def test_repo_schemas_load_with_their_history() -> None:
     schema_set = load_schema_dir(default_schemas_dir())
-    assert set(schema_set.current) == {"Transaction", "Score", "Label", "RetrainEvent"}
+    assert set(schema_set.current) == {"Transaction", "Score", "Label", "RetrainEvent", "ModelUpdate"}
     assert all(v.fullname.startswith("io.fraudstream.") for v in schema_set.current.values())
 
 

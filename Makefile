@@ -18,7 +18,7 @@ help:
 	@echo "make setup        install Debian packages (when missing), .venv, the Kafka jars"
 	@echo "make test         setup, then the whole test suite on a fresh local stack"
 	@echo "make lint         ruff + mypy"
-	@echo "make demo         setup, local stack, topics, a round trip"
+	@echo "make demo         setup, then the whole system end to end (fraudstream demo)"
 	@echo "make stack-up     start Kafka + Redis (.stack, ports 9092/6379; STACK_ARGS=...)"
 	@echo "make stack-down   stop them"
 	@echo "make clean        stop every stack under .stack, delete it and the caches"
@@ -43,18 +43,17 @@ stack-down:
 stack-status:
 	$(FS) stack status $(STACK_ARGS)
 
-# The stack stays up afterwards (`make stack-down` stops it); every command below runs
-# with FRAUDSTREAM_KAFKA_BOOTSTRAP / FRAUDSTREAM_REDIS_URL of that stack.
+# The main job: `fraudstream demo` starts its own Kafka + Redis (demo/.stack, free ports),
+# generates a data set with drift, trains a champion, runs the scorer and the monitor,
+# replays the data with live progress, writes the backtest report (it prints where) and
+# stops everything it started. Extra flags: make demo DEMO_ARGS="--days 30 --seed 3"
+DEMO_ARGS ?=
 demo: setup
-	$(FS) stack up $(STACK_ARGS)
-	eval "$$($(FS) stack env $(STACK_ARGS))"; \
-	$(FS) topics create; \
-	$(MAKE) --no-print-directory demo-round-trip
+	$(FS) demo $(DEMO_ARGS)
 
-# TODO(lead): the demo's round trip (generate -> train -> score a few transactions ->
-# read the scores back). It runs with the stack's FRAUDSTREAM_* variables exported.
-demo-round-trip:
-	@echo "demo: TODO round trip (Makefile target demo-round-trip)"
+# The same round trip on three weeks of data: a quicker end-to-end check.
+demo-round-trip: setup
+	$(FS) demo --days 21 --workdir demo/round-trip $(DEMO_ARGS)
 
 clean:
 	@for state in $$(find .stack -name state.json 2>/dev/null); do \

@@ -379,6 +379,8 @@ def add_flags(
             shown = "(secret)"
         elif info.is_required():
             shown = "required"
+        elif isinstance(default, Path):
+            shown = f"default {str(default)!r}"
         else:
             shown = f"default {default!r}" if default not in ("", None) else "default unset"
         help_text = f"{info.description or name} [env {env_name(name)}; {shown}]"

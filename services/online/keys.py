@@ -13,17 +13,15 @@ looks in the hash that holds its marker. ``<hour>``/``<day>`` are epoch hour/day
     ``<txn_id>`` -> marker: the transaction's vector and merchant increments
     (:func:`encode_marker`). Present = the card part of the transaction is applied.
 ``<ns>:m:{<merchant_id>}`` (hash, no TTL; bounded by trimming)
-    ``w``: watermark, the newest ``<hour>`` applied; ``h<hour>``: transactions + 2**32 x
-    first-time cards in that hour (both counts in one integer: one field to read and one
-    ``HINCRBY`` to write; :func:`split_hour_bucket`); ``d<day>n`` / ``d<day>c``:
-    transactions / amount in integer cents that day. Integers changed by ``HINCRBY`` only.
-    Buckets below the read horizon are deleted when the watermark enters a new day.
+    ``w``: watermark, the newest ``<hour>`` applied; ``h<hour>n`` / ``h<hour>k``:
+    transactions / first-time cards in that hour; ``d<day>n`` / ``d<day>c``: transactions /
+    amount in integer cents that day. Integers changed by ``HINCRBY`` only. Buckets below
+    the read horizon are deleted when the watermark enters a new day.
 ``<ns>:m:{<merchant_id>}:a:<date>`` (set, EXPIRE ``txn_ttl_s`` after each write)
     ids of the transactions whose increments the merchant hash holds.
 
 Every key of a card shares the hash tag ``{<card_id>}`` and every key of a merchant
-``{<merchant_id>}``; each command and each Lua script touches one card's or one
-merchant's keys, so one cluster slot. Ids are used verbatim
+``{<merchant_id>}``, so each Lua script touches one cluster slot. Ids are used verbatim
 (they are tokens, 1-64 chars); an id containing ``}`` still keeps all its keys in one
 slot, because they all start with the same ``{...}`` prefix.
 """
@@ -73,19 +71,12 @@ def namespace_pattern(namespace: str) -> str:
     return f"{namespace}:*"
 
 
-# An hour bucket counts transactions in its low 32 bits and first-time cards above them:
-# exact while a merchant has fewer than 2**32 transactions in one hour.
-NEW_CARD_UNIT = 1 << 32
-_COUNT_MASK = NEW_CARD_UNIT - 1
+def hour_count_field(hour: int) -> str:
+    return f"h{hour}n"
 
 
-def hour_field(hour: int) -> str:
-    return f"h{hour}"
-
-
-def split_hour_bucket(value: int) -> tuple[int, int]:
-    """``(transactions, first-time cards)`` of an ``h<hour>`` value."""
-    return value & _COUNT_MASK, value >> 32
+def hour_new_card_field(hour: int) -> str:
+    return f"h{hour}k"
 
 
 def day_count_field(day: int) -> str:
@@ -103,13 +94,14 @@ def window_fields(
     """The buckets the features of transactions in ``hours`` (epoch hours) can read.
 
     Returns ``(bucket hours, bucket days, field names)``; the names are ``w``, then
-    ``h<hour>`` per bucket hour, then ``d<day>n, d<day>c`` per bucket day.
+    ``h<hour>n, h<hour>k`` per bucket hour, then ``d<day>n, d<day>c`` per bucket day.
     Cached: a batch's merchants mostly share the same one or two hours.
     """
     bucket_hours = sorted({b for h in hours for b in range(h - 23, h + 1)})
     bucket_days = sorted({b for h in hours for b in range(h // 24 - 6, h // 24 + 1)})
     names = [WATERMARK_FIELD]
-    names += map(hour_field, bucket_hours)
+    for h in bucket_hours:
+        names += (hour_count_field(h), hour_new_card_field(h))
     for d in bucket_days:
         names += (day_count_field(d), day_cents_field(d))
     return tuple(bucket_hours), tuple(bucket_days), tuple(names)
@@ -139,34 +131,47 @@ def merchant_view(
     bucket_hours: tuple[int, ...], bucket_days: tuple[int, ...], values: Sequence[bytes | None]
 ) -> MerchantState:
     """A merchant's buckets from ``HMGET`` of :func:`window_fields` names (same order)."""
-    n_hours = len(bucket_hours)
-    hours = [(h, int(v)) for h, v in zip(bucket_hours, values[1 : n_hours + 1], strict=True) if v is not None]
-    counts = values[n_hours + 1 :: 2]
-    cents = values[n_hours + 2 :: 2]
+    hour_counts: dict[int, int] = {}
+    hour_new_cards: dict[int, int] = {}
+    day_counts: dict[int, int] = {}
+    day_cents: dict[int, int] = {}
+    i = 1
+    for hour in bucket_hours:
+        count, new_cards = values[i], values[i + 1]
+        if count is not None:
+            hour_counts[hour] = int(count)
+        if new_cards is not None:
+            hour_new_cards[hour] = int(new_cards)
+        i += 2
+    for day in bucket_days:
+        count, cents = values[i], values[i + 1]
+        if count is not None:
+            day_counts[day] = int(count)
+        if cents is not None:
+            day_cents[day] = int(cents)
+        i += 2
     watermark = values[0]
     return MerchantState(
         None if watermark is None else int(watermark),
-        {h: v & _COUNT_MASK for h, v in hours},
-        {h: v >> 32 for h, v in hours if v >= NEW_CARD_UNIT},
-        {d: int(v) for d, v in zip(bucket_days, counts, strict=True) if v is not None},
-        {d: int(v) for d, v in zip(bucket_days, cents, strict=True) if v is not None},
+        hour_counts,
+        hour_new_cards,
+        day_counts,
+        day_cents,
     )
 
 
 def parse_merchant_hash(fields: Mapping[bytes, bytes]) -> MerchantState:
     """A merchant's whole bucket hash (``HGETALL``) as a :class:`MerchantState`."""
     state = MerchantState()
-    for name, raw in fields.items():
-        value = int(raw)
+    maps = {
+        (b"h", b"n"): state.hour_counts,
+        (b"h", b"k"): state.hour_new_cards,
+        (b"d", b"n"): state.day_counts,
+        (b"d", b"c"): state.day_cents,
+    }
+    for name, value in fields.items():
         if name == WATERMARK_FIELD.encode():
-            state.watermark = value
-        elif name[:1] == b"h":
-            count, new_cards = split_hour_bucket(value)
-            state.hour_counts[int(name[1:])] = count
-            if new_cards:
-                state.hour_new_cards[int(name[1:])] = new_cards
-        elif name[-1:] == b"n":
-            state.day_counts[int(name[1:-1])] = value
+            state.watermark = int(value)
         else:
-            state.day_cents[int(name[1:-1])] = value
+            maps[name[:1], name[-1:]][int(name[1:-1])] = int(value)
     return state

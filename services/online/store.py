@@ -5,19 +5,17 @@ the offline driver's twin: the same transactions in the same order give bit-iden
 vectors and states (``tests/integration/test_feature_parity.py``). Key layout: see
 :mod:`services.online.keys`.
 
-Protocol per batch (each step one round trip: its commands pipelined on one connection,
-no ``MULTI``; :mod:`.wire`):
+Protocol per batch (each step one pipeline, ``transaction=False``):
 
-1. **Read** (plain commands, :mod:`.reads`): each card's state and version; each
-   transaction's marker (its stored vector and merchant increments, if it was applied
-   before); each merchant's buckets for the windows the batch reads; which of the batch's
-   transactions each merchant has applied.
+1. **Read**: each card's state and version; each transaction's marker (its stored vector
+   and merchant increments, if it was applied before); each merchant's buckets for the
+   windows the batch reads; which of the batch's transactions each merchant has applied.
 2. **Compute** in Python, in batch order, with the pure function; later transactions see
    earlier ones' card and merchant updates. A transaction with a marker returns the
    stored vector and changes no card; a ``txn_id`` repeated in the batch returns its
    first vector. A marked transaction that its merchant has not applied yet (a crash
    between steps 3 and 4) has its stored increments put back into the view in order.
-3. **Cards**: per card one script (:mod:`.scripts`) that compare-and-sets the state on its version and
+3. **Cards**: per card one script that compare-and-sets the state on its version and
    writes the markers. If a version moved (a zombie or concurrent writer won), nothing is
    written for that card, step 4 is skipped and the whole batch is re-read and recomputed
    (cards that did commit come back from their markers); after ``max_attempts`` rounds
@@ -55,10 +53,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
 
 from services.core.features import (
     DAY_MS,
+    HOUR_MS,
     MERCHANT_DAILY_KEEP_D,
     MERCHANT_HOURLY_KEEP_H,
     CardState,
@@ -68,8 +67,8 @@ from services.core.features import (
     Vector,
     compute,
 )
-from services.online import keys, wire
-from services.online.reads import BatchRead, Snapshot
+from services.online import keys
+from services.online.keys import Marker
 from services.online.scripts import CARD_SCRIPT, CARD_SHA, MERCHANT_SCRIPT, MERCHANT_SHA
 
 log = logging.getLogger(__name__)
@@ -90,6 +89,17 @@ class StoreUnavailable(StoreError):
 
 class ConflictError(StoreError):
     """Another writer kept changing the batch's cards; the batch was not fully applied."""
+
+
+@dataclass
+class _Snapshot:
+    """What step 1 read."""
+
+    states: dict[str, CardState | None]
+    versions: dict[str, bytes]
+    markers: dict[str, Marker]  # txn_id -> marker, only for applied transactions
+    applied: set[str]  # txn_ids their merchant has applied
+    merchants: dict[str, MerchantState]  # buckets the batch's windows read
 
 
 @dataclass
@@ -175,13 +185,55 @@ class OnlineFeatureStore:
 
     # ------------------------------------------------------------------ step 1: read
 
-    def _read(self, txns: Sequence[Txn]) -> Snapshot:
-        request = BatchRead(self._ns, txns)
-        return request.parse(self._run(request.commands))
+    def _read(self, txns: Sequence[Txn]) -> _Snapshot:
+        ns = self._ns
+        first: dict[str, Txn] = {}
+        for txn in txns:
+            first.setdefault(txn["txn_id"], txn)
+        card_ids = list(dict.fromkeys(txn["card_id"] for txn in first.values()))
+        merchant_hours: dict[str, set[int]] = {}
+        applied_groups: dict[tuple[str, int], list[str]] = {}
+        for txn_id, txn in first.items():
+            merchant_id, t = txn["merchant_id"], txn["event_time"]
+            merchant_hours.setdefault(merchant_id, set()).add(t // HOUR_MS)
+            applied_groups.setdefault((merchant_id, t // DAY_MS), []).append(txn_id)
+        windows = {m: keys.window_fields(tuple(sorted(h))) for m, h in merchant_hours.items()}
+
+        pipe = self._client.pipeline(transaction=False)
+        for card_id in card_ids:
+            pipe.hmget(keys.card_key(ns, card_id), [keys.CARD_STATE_FIELD, keys.CARD_VERSION_FIELD])
+        for txn_id, txn in first.items():
+            day = txn["event_time"] // DAY_MS
+            pipe.hget(keys.card_marker_key(ns, txn["card_id"], day), txn_id)
+        for merchant_id, (_, _, names) in windows.items():
+            pipe.hmget(keys.merchant_key(ns, merchant_id), names)
+        for (merchant_id, day), txn_ids in applied_groups.items():
+            pipe.smismember(keys.merchant_applied_key(ns, merchant_id, day), txn_ids)
+        replies = iter(pipe.execute())
+
+        states: dict[str, CardState | None] = {}
+        versions: dict[str, bytes] = {}
+        for card_id in card_ids:
+            blob, version = next(replies)
+            states[card_id] = None if blob is None else CardState.from_bytes(blob)
+            versions[card_id] = version or b"0"
+        markers: dict[str, Marker] = {}
+        for txn_id, txn in first.items():
+            blob = next(replies)
+            if blob is not None:
+                markers[txn_id] = keys.decode_marker(blob, txn["event_time"] // HOUR_MS)
+        merchants = {
+            merchant_id: keys.merchant_view(hours, days, next(replies))
+            for merchant_id, (hours, days, _) in windows.items()
+        }
+        applied: set[str] = set()
+        for txn_ids in applied_groups.values():
+            applied.update(i for i, hit in zip(txn_ids, next(replies), strict=True) if hit)
+        return _Snapshot(states, versions, markers, applied, merchants)
 
     # ------------------------------------------------------------------ in Python
 
-    def _plan(self, txns: Sequence[Txn], snap: Snapshot) -> _Plan:
+    def _plan(self, txns: Sequence[Txn], snap: _Snapshot) -> _Plan:
         states = dict(snap.states)
         views = snap.merchants
         vectors: list[Vector] = []
@@ -219,8 +271,10 @@ class OnlineFeatureStore:
         return self._write_cards(plan) and self._write_merchants(plan)
 
     def _write_cards(self, plan: _Plan) -> bool:
-        commands = [self._card_call(card_id, write) for card_id, write in plan.cards.items()]
-        replies = self._run_scripts(commands)
+        card_ids = list(plan.cards)
+        replies = self._run_scripts(
+            [(CARD_SHA, self._card_call(card_id, plan.cards[card_id])) for card_id in card_ids]
+        )
         if replies is None:
             return False
         conflicts = sum(1 for reply in replies if reply == 0)
@@ -229,46 +283,46 @@ class OnlineFeatureStore:
         return not conflicts
 
     def _write_merchants(self, plan: _Plan) -> bool:
-        commands = [self._merchant_call(m, items) for m, items in plan.merchants.items()]
-        return self._run_scripts(commands) is not None
+        calls = [
+            (MERCHANT_SHA, self._merchant_call(merchant_id, items))
+            for merchant_id, items in plan.merchants.items()
+        ]
+        return self._run_scripts(calls) is not None
 
-    def _run_scripts(self, commands: list[bytes]) -> list[Any] | None:
-        """Run ``commands`` (EVALSHAs) in one round trip; None if Redis had lost the scripts
-        (they are loaded again on the next call)."""
-        if not commands:
+    def _run_scripts(self, calls: list[tuple[str, list[Any]]]) -> list[Any] | None:
+        """EVALSHA each call in one pipeline; None if Redis had lost the scripts."""
+        if not calls:
             return []
         if not self._scripts_loaded:
             self._load_scripts()
-        replies = self._run(commands)
-        if any(isinstance(reply, NoScriptError) for reply in replies):  # restart or flush
+        pipe = self._client.pipeline(transaction=False)
+        for sha, args in calls:
+            pipe.evalsha(sha, *args)
+        replies = pipe.execute(raise_on_error=False)
+        missing = False
+        for reply in replies:
+            if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts
+                missing = True
+            elif isinstance(reply, _TRANSIENT):
+                raise reply
+            elif isinstance(reply, RedisError):
+                raise StoreError(f"feature store script failed: {reply}") from reply
+        if missing:
             self._scripts_loaded = False
             return None
         return replies
 
-    def _run(self, commands: list[bytes]) -> list[Any]:
-        """The replies to ``commands`` (packed), sent in one round trip. An error reply raises (after
-        every reply was read), except NOSCRIPT, which is left for the caller."""
-        replies = wire.execute(self._client, commands)
-        for reply in replies:
-            if isinstance(reply, ResponseError) and not isinstance(reply, NoScriptError):
-                if isinstance(reply, _TRANSIENT):
-                    raise reply
-                raise StoreError(f"feature store request failed: {reply}") from reply
-        return replies
-
-    def _card_call(self, card_id: str, write: _CardWrite) -> bytes:
-        by_day: dict[int, list[str | bytes]] = {}
-        for day, txn_id, blob in write.markers:
-            by_day.setdefault(day, []).extend((txn_id, blob))
-        key_list = [keys.card_key(self._ns, card_id)]
+    def _card_call(self, card_id: str, write: _CardWrite) -> list[Any]:
+        marker_keys: dict[int, int] = {}  # day -> index in KEYS (1-based, after the card key)
         args: list[Any] = [write.version, write.state.to_bytes(), self._ttl]
-        for day, pairs in by_day.items():
-            key_list.append(keys.card_marker_key(self._ns, card_id, day))
-            args.append(len(pairs) // 2)
-            args += pairs
-        return wire.pack(("EVALSHA", CARD_SHA, len(key_list), *key_list, *args))
+        for day, txn_id, blob in write.markers:
+            index = marker_keys.setdefault(day, len(marker_keys) + 2)
+            args += (index, txn_id, blob)
+        key_list = [keys.card_key(self._ns, card_id)]
+        key_list += [keys.card_marker_key(self._ns, card_id, day) for day in marker_keys]
+        return [len(key_list), *key_list, *args]
 
-    def _merchant_call(self, merchant_id: str, items: list[tuple[str, MerchantDelta]]) -> bytes:
+    def _merchant_call(self, merchant_id: str, items: list[tuple[str, MerchantDelta]]) -> list[Any]:
         applied_keys: dict[int, int] = {}
         args: list[Any] = [self._ttl, MERCHANT_HOURLY_KEEP_H, MERCHANT_DAILY_KEEP_D]
         for txn_id, (hour, cents, new_card) in items:
@@ -276,13 +330,11 @@ class OnlineFeatureStore:
             args += (index, txn_id, hour, cents, 1 if new_card else 0)
         key_list = [keys.merchant_key(self._ns, merchant_id)]
         key_list += [keys.merchant_applied_key(self._ns, merchant_id, d) for d in applied_keys]
-        return wire.pack(("EVALSHA", MERCHANT_SHA, len(key_list), *key_list, *args))
+        return [len(key_list), *key_list, *args]
 
     def _load_scripts(self) -> None:
-        scripts = ((CARD_SCRIPT, CARD_SHA), (MERCHANT_SCRIPT, MERCHANT_SHA))
-        replies = self._run([wire.pack(("SCRIPT", "LOAD", script)) for script, _ in scripts])
-        for reply, (_, sha) in zip(replies, scripts, strict=True):
-            if reply != sha.encode():
+        for script, sha in ((CARD_SCRIPT, CARD_SHA), (MERCHANT_SCRIPT, MERCHANT_SHA)):
+            if self._client.script_load(script) != sha:
                 raise StoreError("Redis named a feature store script by an unexpected SHA1")
         self._scripts_loaded = True
 

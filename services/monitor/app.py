@@ -6,9 +6,9 @@
 * Topics carry bytes (``raw``); records are decoded with our Avro :class:`Codec`. Tables
   use the ``json`` codec. No pickle anywhere.
 * Tables are changelog-backed (``memory://`` store, recovered from the changelog on
-  start). Windows are keyed by the monitor itself (no faust windowed tables). Tables use
-  the key's partitioner, so a key always lives in one changelog partition whatever
-  source partition wrote it.
+  start). Windows are keyed by the monitor itself (no faust windowed tables). Each
+  changelog has one partition and every write names it (:class:`MonitorTable`), so a
+  key always lives in that partition whatever source partition wrote it.
 * One worker: drift windows and the recall cohorts need every partition of ``scores``
   and ``labels``. A worker that is not given all of them says so (log + metric).
 """
@@ -27,6 +27,25 @@ from services.settings import MonitorSettings
 TABLE_CODEC = "json"
 TOPIC_CODEC = "raw"
 STATE_TABLE, TXNS_TABLE = "state", "txns"
+
+
+CHANGELOG_PARTITION = 0  # the tables' changelogs have exactly one partition
+
+
+class MonitorTable(faust.Table):
+    """A table whose changelog writes name their partition.
+
+    faust's partitioner path (``use_partitioner``) asks the producer's *cached* cluster
+    metadata for the changelog's partitions synchronously, inside ``table[key] = v``.
+    Right after start-up that cache may not know a just-created changelog yet (aiokafka
+    drops topics whose leader is not elected), and ``partitions_for_topic`` returns
+    None: ``TypeError: 'NoneType' object is not iterable`` from the first write of
+    whichever agent runs first. With an explicit partition faust never asks, and the
+    producer's ``send`` awaits the topic's metadata before it transmits.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return CHANGELOG_PARTITION
 
 
 class MonitorApp(faust.App):
@@ -77,6 +96,7 @@ def build_app(cfg: MonitorSettings, **overrides: Any) -> MonitorApp:
         broker_commit_interval=2.0,
         stream_buffer_maxsize=20_000,
         producer_acks=-1,
+        Table=MonitorTable,
     )
     conf.update(overrides)
     app = MonitorApp(cfg.app_id, **conf)
@@ -90,4 +110,6 @@ def build_app(cfg: MonitorSettings, **overrides: Any) -> MonitorApp:
         table: Any = app.Table(name, default=None, partitions=1, use_partitioner=True, help=doc)
         if (table.key_serializer, table.value_serializer) != (TABLE_CODEC, TABLE_CODEC):
             raise RuntimeError(f"table {name} would not use the {TABLE_CODEC} codec")
+        if not isinstance(table, MonitorTable):
+            raise RuntimeError(f"table {name} is a {type(table).__name__}, not a MonitorTable")
     return app

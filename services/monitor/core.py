@@ -8,7 +8,9 @@ so a replay gives the same figures and the same event ids.
 
 Decisions are timed by the data, not by batches: a drift event at the end of the window
 that completed the run; recall is re-evaluated each time "now" enters a new window
-(``window_s``), as of that window's start: figures per cohort age bucket go to the
+(``window_s``), as of that window's start, right after the record that took "now"
+there (batches are split there, so a batch spanning weeks evaluates every window in
+between, as the backtest does): figures per cohort age bucket go to the
 metrics, and pooled mature recall is checked against the champion's baseline. Expired
 records (older than the label horizon) are dropped once per event day.
 """
@@ -16,6 +18,7 @@ records (older than the label horizon) are dropped once per event day.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,26 +113,64 @@ class MonitorCore:
         m = self.metrics
         for outcome, n in rows.outcomes.items():
             m.records.labels("scores", outcome).inc(n)
-        self.recall.on_scores(rows)
-        self._figures_stale = True
-        ingested = self.drift.ingest(rows)
-        m.late_records.inc(ingested.late)
-        if ingested.duplicates:
-            m.records.labels("scores", "redelivered").inc(ingested.duplicates)
-        events = self._close_windows()
-        self.drift.save_meta()
-        events += self._evaluate_recall()
+        # Only the champion's rows move the drift clock (DriftBook.ingest counts those).
+        times = [t if psi else None
+                 for t, psi in zip(rows.event_ms.tolist(), rows.psi_rows.tolist(), strict=True)]
+        events: list[dict[str, Any]] = []
+        for lo, hi in self._pieces(times):
+            events += self._score_piece(rows.take(lo, hi))
         self._set_gauges()
         return events
 
-    def on_labels(self, rows: LabelRows) -> list[dict[str, Any]]:
-        outcomes = self.recall.on_labels(rows)
+    def _score_piece(self, rows: ScoreRows) -> list[dict[str, Any]]:
+        self.recall.on_scores(rows)
         self._figures_stale = True
-        for outcome, n in outcomes.items():
-            self.metrics.records.labels("labels", outcome).inc(n)
-        events = self._evaluate_recall()
+        ingested = self.drift.ingest(rows)
+        self.metrics.late_records.inc(ingested.late)
+        if ingested.duplicates:
+            self.metrics.records.labels("scores", "redelivered").inc(ingested.duplicates)
+        events = self._close_windows()
+        self.drift.save_meta()
+        return events + self._evaluate_recall()
+
+    def on_labels(self, rows: LabelRows) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        times: list[int | None] = list(rows.label_ms)
+        for lo, hi in self._pieces(times):
+            outcomes = self.recall.on_labels(rows.take(lo, hi))
+            self._figures_stale = True
+            for outcome, n in outcomes.items():
+                self.metrics.records.labels("labels", outcome).inc(n)
+            events += self._evaluate_recall()
         self._set_gauges()
         return events
+
+    def _pieces(self, times: list[int | None]) -> Iterator[tuple[int, int]]:
+        """``[lo, hi)`` slices of a batch, each ending with a record that takes the clock
+        into a later window (or at the batch's end).
+
+        Recall is evaluated after each slice, so it is evaluated once per window the
+        clock enters, right after the record that entered it, whatever the batching: a
+        batch of labels spanning weeks gets every evaluation in between, as the record
+        stream one at a time would (and as the backtest does). Computed lazily from the
+        clock after the previous slice; a record that does not move the clock (``None``:
+        not the champion's) never ends a slice. An empty batch is one empty slice.
+        """
+        w, lateness = self.cfg.window.window_ms, self.cfg.window.allowed_lateness_ms
+        lo, n = 0, len(times)
+        while True:
+            now = self.now_ms()
+            slot = None if now is None else now // w
+            hi = n
+            for i in range(lo, n):
+                t = times[i]
+                if t is not None and (slot is None or (t - lateness) // w > slot):
+                    hi = i + 1
+                    break
+            yield lo, hi
+            lo = hi
+            if lo >= n:
+                return
 
     def emitted(self, event: dict[str, Any]) -> None:
         """Call once ``event`` is delivered: only then is the cooldown persisted."""

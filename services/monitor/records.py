@@ -57,6 +57,15 @@ class ScoreRows:
     def __len__(self) -> int:
         return len(self.txn_id)
 
+    def take(self, lo: int, hi: int) -> ScoreRows:
+        """Rows ``[lo, hi)``; ``outcomes`` stay with the whole batch (counted once)."""
+        psi_before = np.concatenate(([0], np.cumsum(self.psi_rows)))  # feature rows before each row
+        return ScoreRows(
+            partition=self.partition[lo:hi], offset=self.offset[lo:hi], event_ms=self.event_ms[lo:hi],
+            score=self.score[lo:hi], flagged=self.flagged[lo:hi], txn_id=self.txn_id[lo:hi],
+            version=self.version[lo:hi], psi_rows=self.psi_rows[lo:hi],
+            features=self.features[int(psi_before[lo]):int(psi_before[hi])])
+
 
 @dataclass
 class LabelRows:
@@ -68,6 +77,10 @@ class LabelRows:
 
     def __len__(self) -> int:
         return len(self.txn_id)
+
+    def take(self, lo: int, hi: int) -> LabelRows:
+        return LabelRows(self.txn_id[lo:hi], self.label_ms[lo:hi], self.is_fraud[lo:hi],
+                         self.partition[lo:hi], self.offset[lo:hi])
 
 
 class _Invalid(Exception):

@@ -40,6 +40,37 @@ def test_no_pickle_anywhere() -> None:
         "t.scores", "t.labels", "t.retrain", "t.monitor.dlq"}
 
 
+def test_table_writes_do_not_need_the_changelog_metadata() -> None:
+    """The start-up race, deterministically: the producer's metadata cache does not know
+    the changelog yet (a just-created topic without an elected leader). faust's
+    partitioner path then raised ``TypeError: 'NoneType' object is not iterable`` from
+    aiokafka on the first ``table[key] = value``; the write must be queued instead, for
+    the changelog's one partition (the real send awaits the metadata)."""
+    import aiokafka
+
+    app = build_app(make_settings())
+
+    async def first_writes() -> list[Any]:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # never started
+        assert producer._metadata.partitions_for_topic("t.anything") is None
+        app.producer._producer = producer  # type: ignore[attr-defined]
+        sent = []
+        for name in ("txns", "state"):
+            table: Any = app.tables[name]
+            assert producer._metadata.partitions_for_topic(table.changelog_topic.get_topic_name()) is None
+            table["k"] = {"r": []}
+            del table["k"]
+            sent += [m.message for m in list(app.producer.buffer.pending._queue)]  # type: ignore[attr-defined]
+            app.producer.buffer.pending._queue.clear()  # type: ignore[attr-defined]
+        await producer.stop()
+        return sent
+
+    messages = asyncio.run(first_writes())
+    txns, state = (f"{app.conf.id}-{name}-changelog" for name in ("txns", "state"))
+    assert [(m.channel.get_topic_name(), m.partition) for m in messages] == [
+        (txns, 0), (txns, 0), (state, 0), (state, 0)]
+
+
 def test_consumer_reads_committed_only() -> None:
     app = build_app(make_settings())
 

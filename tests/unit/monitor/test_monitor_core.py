@@ -231,6 +231,41 @@ def test_recall_decay_fires_only_on_mature_cohorts() -> None:
     assert young is not None and math.isnan(young)
 
 
+def test_recall_decisions_do_not_depend_on_batching() -> None:
+    """Recall is evaluated at every window "now" enters, also inside one batch: a batch of
+    labels spanning weeks (a fast replay) decides as the same records one by one do."""
+    t, X, fraud, flagged, label_t = recall_world()
+    lab = np.flatnonzero(fraud)
+    ticks = T0 + np.arange(10, 70) * DAY_MS  # labels of unknown transactions: "now" walks on
+    label_ids = [f"t{i}" for i in lab] + [f"nobody{k}" for k in range(ticks.size)]
+    label_at = np.concatenate([label_t[lab], ticks])
+    is_fraud = [True] * lab.size + [False] * ticks.size
+    order = np.argsort(label_at, kind="stable")
+
+    def run(score_batch: int, label_batch: int) -> list[dict]:
+        core = new_core({}, {}, window=WindowConfig(DAY_MS, 0, 100), recall_margin=0.1)
+        events = []
+        for a in range(0, t.size, score_batch):
+            part = slice(a, a + score_batch)
+            events += core.on_scores(rows(t[part], X[part], np.arange(t.size)[part], flagged=flagged[part]))
+        for a in range(0, order.size, label_batch):
+            idx = order[a:a + label_batch]
+            events += core.on_labels(label_rows([label_ids[i] for i in idx], label_at[idx].tolist(),
+                                                [is_fraud[i] for i in idx]))
+        for event in events:
+            core.emitted(event)
+        return events
+
+    whole = run(t.size, order.size)
+    decays = [e["emitted_at"] for e in whole if e["reason"] == "RECALL_DECAY"]
+    # Decays in the middle of the one label batch, a cooldown (7 days) apart.
+    assert len(decays) >= 2 and decays[-1] < ticks[-1]
+    assert all(b - a >= 7 * DAY_MS for a, b in zip(decays, decays[1:], strict=False))
+    assert all(at % DAY_MS == 0 for at in decays)  # as of a window's start
+    assert run(37, 1) == whole
+    assert run(1000, 53) == whole
+
+
 def test_expiry_drops_old_records_and_log_entries() -> None:
     t, X, fraud, flagged, label_t = recall_world()
     txns: dict = {}

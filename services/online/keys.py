@@ -13,17 +13,19 @@ looks in the hash that holds its marker. ``<hour>``/``<day>`` are epoch hour/day
     ``<txn_id>`` -> marker: the transaction's vector and merchant increments
     (:func:`encode_marker`). Present = the card part of the transaction is applied.
 ``<ns>:m:{<merchant_id>}`` (hash, no TTL; bounded by trimming)
-    ``w``: watermark, the newest ``<hour>`` applied; ``h<hour>n`` / ``h<hour>k``:
-    transactions / first-time cards in that hour; ``d<day>n`` / ``d<day>c``: transactions /
-    amount in integer cents that day. Integers changed by ``HINCRBY`` only. Buckets below
-    the read horizon are deleted when the watermark enters a new day.
+    ``w``: watermark, the newest ``<hour>`` applied; ``h<hour>``: transactions + 2**32 x
+    first-time cards in that hour (both counts in one integer: one field to read and one
+    ``HINCRBY`` to write; :func:`split_hour_bucket`); ``d<day>n`` / ``d<day>c``:
+    transactions / amount in integer cents that day. Integers changed by ``HINCRBY`` only.
+    Buckets below the read horizon are deleted when the watermark enters a new day.
 ``<ns>:m:{<merchant_id>}:a:<date>`` (set, EXPIRE ``txn_ttl_s`` after each write)
     ids of the transactions whose increments the merchant hash holds.
 
 Every key of a card shares the hash tag ``{<card_id>}`` and every key of a merchant
-``{<merchant_id>}``, so each Lua script touches one cluster slot. Ids are used verbatim
-(they are tokens, 1-64 chars); an id containing ``}`` still keeps all its keys in one
-slot, because they all start with the same ``{...}`` prefix.
+``{<merchant_id>}``; each command and each Lua script touches one card's or one
+merchant's keys, so one cluster slot. Ids are used verbatim (they are tokens, 1-64
+chars); an id containing ``}`` still keeps all its keys in one slot, because they all
+start with the same ``{...}`` prefix.
 """
 
 from __future__ import annotations
@@ -71,12 +73,19 @@ def namespace_pattern(namespace: str) -> str:
     return f"{namespace}:*"
 
 
-def hour_count_field(hour: int) -> str:
-    return f"h{hour}n"
+# An hour bucket counts transactions in its low 32 bits and first-time cards above them:
+# exact while a merchant has fewer than 2**32 transactions in one hour.
+NEW_CARD_UNIT = 1 << 32
+_COUNT_MASK = NEW_CARD_UNIT - 1
 
 
-def hour_new_card_field(hour: int) -> str:
-    return f"h{hour}k"
+def hour_field(hour: int) -> str:
+    return f"h{hour}"
+
+
+def split_hour_bucket(value: int) -> tuple[int, int]:
+    """``(transactions, first-time cards)`` of an ``h<hour>`` value."""
+    return value & _COUNT_MASK, value >> 32
 
 
 def day_count_field(day: int) -> str:
@@ -87,6 +96,21 @@ def day_cents_field(day: int) -> str:
     return f"d{day}c"
 
 
+def window_buckets(hours: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The bucket hours and days (sorted) that the features of transactions in ``hours``
+    (epoch hours) can read: the 24 hours and 7 days that end at each of them."""
+    if len(hours) == 1:
+        hour = hours[0]
+        return tuple(range(hour - 23, hour + 1)), tuple(range(hour // 24 - 6, hour // 24 + 1))
+    bucket_hours = sorted({b for h in hours for b in range(h - 23, h + 1)})
+    bucket_days = sorted({b for h in hours for b in range(h // 24 - 6, h // 24 + 1)})
+    return tuple(bucket_hours), tuple(bucket_days)
+
+
+def day_fields(day: int) -> tuple[str, str]:
+    return day_count_field(day), day_cents_field(day)
+
+
 @lru_cache(maxsize=512)
 def window_fields(
     hours: tuple[int, ...],
@@ -94,17 +118,15 @@ def window_fields(
     """The buckets the features of transactions in ``hours`` (epoch hours) can read.
 
     Returns ``(bucket hours, bucket days, field names)``; the names are ``w``, then
-    ``h<hour>n, h<hour>k`` per bucket hour, then ``d<day>n, d<day>c`` per bucket day.
-    Cached: a batch's merchants mostly share the same one or two hours.
+    ``h<hour>`` per bucket hour, then ``d<day>n, d<day>c`` per bucket day (the order of
+    the ``HMGET`` that :func:`merchant_view` parses).
     """
-    bucket_hours = sorted({b for h in hours for b in range(h - 23, h + 1)})
-    bucket_days = sorted({b for h in hours for b in range(h // 24 - 6, h // 24 + 1)})
+    bucket_hours, bucket_days = window_buckets(hours)
     names = [WATERMARK_FIELD]
-    for h in bucket_hours:
-        names += (hour_count_field(h), hour_new_card_field(h))
+    names += map(hour_field, bucket_hours)
     for d in bucket_days:
-        names += (day_count_field(d), day_cents_field(d))
-    return tuple(bucket_hours), tuple(bucket_days), tuple(names)
+        names += day_fields(d)
+    return bucket_hours, bucket_days, tuple(names)
 
 
 class Marker(NamedTuple):
@@ -131,47 +153,34 @@ def merchant_view(
     bucket_hours: tuple[int, ...], bucket_days: tuple[int, ...], values: Sequence[bytes | None]
 ) -> MerchantState:
     """A merchant's buckets from ``HMGET`` of :func:`window_fields` names (same order)."""
-    hour_counts: dict[int, int] = {}
-    hour_new_cards: dict[int, int] = {}
-    day_counts: dict[int, int] = {}
-    day_cents: dict[int, int] = {}
-    i = 1
-    for hour in bucket_hours:
-        count, new_cards = values[i], values[i + 1]
-        if count is not None:
-            hour_counts[hour] = int(count)
-        if new_cards is not None:
-            hour_new_cards[hour] = int(new_cards)
-        i += 2
-    for day in bucket_days:
-        count, cents = values[i], values[i + 1]
-        if count is not None:
-            day_counts[day] = int(count)
-        if cents is not None:
-            day_cents[day] = int(cents)
-        i += 2
+    n_hours = len(bucket_hours)
+    hours = [(h, int(v)) for h, v in zip(bucket_hours, values[1 : n_hours + 1], strict=True) if v is not None]
+    counts = values[n_hours + 1 :: 2]
+    cents = values[n_hours + 2 :: 2]
     watermark = values[0]
     return MerchantState(
         None if watermark is None else int(watermark),
-        hour_counts,
-        hour_new_cards,
-        day_counts,
-        day_cents,
+        {h: v & _COUNT_MASK for h, v in hours},
+        {h: v >> 32 for h, v in hours if v >= NEW_CARD_UNIT},
+        {d: int(v) for d, v in zip(bucket_days, counts, strict=True) if v is not None},
+        {d: int(v) for d, v in zip(bucket_days, cents, strict=True) if v is not None},
     )
 
 
 def parse_merchant_hash(fields: Mapping[bytes, bytes]) -> MerchantState:
     """A merchant's whole bucket hash (``HGETALL``) as a :class:`MerchantState`."""
     state = MerchantState()
-    maps = {
-        (b"h", b"n"): state.hour_counts,
-        (b"h", b"k"): state.hour_new_cards,
-        (b"d", b"n"): state.day_counts,
-        (b"d", b"c"): state.day_cents,
-    }
-    for name, value in fields.items():
+    for name, raw in fields.items():
+        value = int(raw)
         if name == WATERMARK_FIELD.encode():
-            state.watermark = int(value)
+            state.watermark = value
+        elif name[:1] == b"h":
+            count, new_cards = split_hour_bucket(value)
+            state.hour_counts[int(name[1:])] = count
+            if new_cards:
+                state.hour_new_cards[int(name[1:])] = new_cards
+        elif name[-1:] == b"n":
+            state.day_counts[int(name[1:-1])] = value
         else:
-            maps[name[:1], name[-1:]][int(name[1:-1])] = int(value)
+            state.day_cents[int(name[1:-1])] = value
     return state

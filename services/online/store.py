@@ -5,17 +5,19 @@ the offline driver's twin: the same transactions in the same order give bit-iden
 vectors and states (``tests/integration/test_feature_parity.py``). Key layout: see
 :mod:`services.online.keys`.
 
-Protocol per batch (each step one pipeline, ``transaction=False``):
+Protocol per batch (each step one round trip: its commands pipelined on one connection,
+no ``MULTI``; :mod:`.wire`):
 
-1. **Read**: each card's state and version; each transaction's marker (its stored vector
-   and merchant increments, if it was applied before); each merchant's buckets for the
-   windows the batch reads; which of the batch's transactions each merchant has applied.
+1. **Read** (plain commands, :mod:`.reads`): each card's state and version; each
+   transaction's marker (its stored vector and merchant increments, if it was applied
+   before); each merchant's buckets for the windows the batch reads; which of the batch's
+   transactions each merchant has applied.
 2. **Compute** in Python, in batch order, with the pure function; later transactions see
    earlier ones' card and merchant updates. A transaction with a marker returns the
    stored vector and changes no card; a ``txn_id`` repeated in the batch returns its
    first vector. A marked transaction that its merchant has not applied yet (a crash
    between steps 3 and 4) has its stored increments put back into the view in order.
-3. **Cards**: per card one script that compare-and-sets the state on its version and
+3. **Cards**: per card one script (:mod:`.scripts`) that compare-and-sets the state on its version and
    writes the markers. If a version moved (a zombie or concurrent writer won), nothing is
    written for that card, step 4 is skipped and the whole batch is re-read and recomputed
    (cards that did commit come back from their markers); after ``max_attempts`` rounds
@@ -48,16 +50,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 
 from services.core.features import (
     DAY_MS,
-    HOUR_MS,
     MERCHANT_DAILY_KEEP_D,
     MERCHANT_HOURLY_KEEP_H,
     CardState,
@@ -67,8 +68,8 @@ from services.core.features import (
     Vector,
     compute,
 )
-from services.online import keys
-from services.online.keys import Marker
+from services.online import keys, wire
+from services.online.reads import BatchRead, Snapshot
 from services.online.scripts import CARD_SCRIPT, CARD_SHA, MERCHANT_SCRIPT, MERCHANT_SHA
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,11 @@ class ConflictError(StoreError):
 
 
 @dataclass
-class _Snapshot:
-    """What step 1 read."""
-
-    states: dict[str, CardState | None]
-    versions: dict[str, bytes]
-    markers: dict[str, Marker]  # txn_id -> marker, only for applied transactions
-    applied: set[str]  # txn_ids their merchant has applied
-    merchants: dict[str, MerchantState]  # buckets the batch's windows read
-
-
-@dataclass
 class _CardWrite:
     version: bytes
     state: CardState
-    markers: list[tuple[int, str, bytes]] = field(default_factory=list)  # (day, txn_id, blob)
+    # event day -> [txn_id, marker, txn_id, marker, ...], as the card script takes them
+    markers: dict[int, list[str | bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,55 +176,13 @@ class OnlineFeatureStore:
 
     # ------------------------------------------------------------------ step 1: read
 
-    def _read(self, txns: Sequence[Txn]) -> _Snapshot:
-        ns = self._ns
-        first: dict[str, Txn] = {}
-        for txn in txns:
-            first.setdefault(txn["txn_id"], txn)
-        card_ids = list(dict.fromkeys(txn["card_id"] for txn in first.values()))
-        merchant_hours: dict[str, set[int]] = {}
-        applied_groups: dict[tuple[str, int], list[str]] = {}
-        for txn_id, txn in first.items():
-            merchant_id, t = txn["merchant_id"], txn["event_time"]
-            merchant_hours.setdefault(merchant_id, set()).add(t // HOUR_MS)
-            applied_groups.setdefault((merchant_id, t // DAY_MS), []).append(txn_id)
-        windows = {m: keys.window_fields(tuple(sorted(h))) for m, h in merchant_hours.items()}
-
-        pipe = self._client.pipeline(transaction=False)
-        for card_id in card_ids:
-            pipe.hmget(keys.card_key(ns, card_id), [keys.CARD_STATE_FIELD, keys.CARD_VERSION_FIELD])
-        for txn_id, txn in first.items():
-            day = txn["event_time"] // DAY_MS
-            pipe.hget(keys.card_marker_key(ns, txn["card_id"], day), txn_id)
-        for merchant_id, (_, _, names) in windows.items():
-            pipe.hmget(keys.merchant_key(ns, merchant_id), names)
-        for (merchant_id, day), txn_ids in applied_groups.items():
-            pipe.smismember(keys.merchant_applied_key(ns, merchant_id, day), txn_ids)
-        replies = iter(pipe.execute())
-
-        states: dict[str, CardState | None] = {}
-        versions: dict[str, bytes] = {}
-        for card_id in card_ids:
-            blob, version = next(replies)
-            states[card_id] = None if blob is None else CardState.from_bytes(blob)
-            versions[card_id] = version or b"0"
-        markers: dict[str, Marker] = {}
-        for txn_id, txn in first.items():
-            blob = next(replies)
-            if blob is not None:
-                markers[txn_id] = keys.decode_marker(blob, txn["event_time"] // HOUR_MS)
-        merchants = {
-            merchant_id: keys.merchant_view(hours, days, next(replies))
-            for merchant_id, (hours, days, _) in windows.items()
-        }
-        applied: set[str] = set()
-        for txn_ids in applied_groups.values():
-            applied.update(i for i, hit in zip(txn_ids, next(replies), strict=True) if hit)
-        return _Snapshot(states, versions, markers, applied, merchants)
+    def _read(self, txns: Sequence[Txn]) -> Snapshot:
+        request = BatchRead(self._ns, txns)
+        return request.parse(self._run(request.commands()))
 
     # ------------------------------------------------------------------ in Python
 
-    def _plan(self, txns: Sequence[Txn], snap: _Snapshot) -> _Plan:
+    def _plan(self, txns: Sequence[Txn], snap: Snapshot) -> _Plan:
         states = dict(snap.states)
         views = snap.merchants
         vectors: list[Vector] = []
@@ -256,7 +205,7 @@ class OnlineFeatureStore:
                         write = cards[card_id] = _CardWrite(snap.versions[card_id], state)
                     write.state = state
                     blob = keys.encode_marker(vector, delta)
-                    write.markers.append((txn["event_time"] // DAY_MS, txn_id, blob))
+                    write.markers.setdefault(txn["event_time"] // DAY_MS, []).extend((txn_id, blob))
                 if txn_id not in snap.applied:  # else its increments are in the view already
                     views[merchant_id].add(delta)
                     merchants.setdefault(merchant_id, []).append((txn_id, delta))
@@ -271,10 +220,10 @@ class OnlineFeatureStore:
         return self._write_cards(plan) and self._write_merchants(plan)
 
     def _write_cards(self, plan: _Plan) -> bool:
-        card_ids = list(plan.cards)
-        replies = self._run_scripts(
-            [(CARD_SHA, self._card_call(card_id, plan.cards[card_id])) for card_id in card_ids]
-        )
+        if not plan.cards:
+            return True
+        commands = (self._card_call(card_id, write) for card_id, write in plan.cards.items())
+        replies = self._run_scripts(commands)
         if replies is None:
             return False
         conflicts = sum(1 for reply in replies if reply == 0)
@@ -283,46 +232,44 @@ class OnlineFeatureStore:
         return not conflicts
 
     def _write_merchants(self, plan: _Plan) -> bool:
-        calls = [
-            (MERCHANT_SHA, self._merchant_call(merchant_id, items))
-            for merchant_id, items in plan.merchants.items()
-        ]
-        return self._run_scripts(calls) is not None
+        if not plan.merchants:
+            return True
+        commands = (self._merchant_call(m, items) for m, items in plan.merchants.items())
+        return self._run_scripts(commands) is not None
 
-    def _run_scripts(self, calls: list[tuple[str, list[Any]]]) -> list[Any] | None:
-        """EVALSHA each call in one pipeline; None if Redis had lost the scripts."""
-        if not calls:
-            return []
+    def _run_scripts(self, commands: Iterable[bytes]) -> list[Any] | None:
+        """Run ``commands`` (EVALSHAs) in one round trip; None if Redis had lost the scripts
+        (they are loaded again on the next call)."""
         if not self._scripts_loaded:
             self._load_scripts()
-        pipe = self._client.pipeline(transaction=False)
-        for sha, args in calls:
-            pipe.evalsha(sha, *args)
-        replies = pipe.execute(raise_on_error=False)
-        missing = False
-        for reply in replies:
-            if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts
-                missing = True
-            elif isinstance(reply, _TRANSIENT):
-                raise reply
-            elif isinstance(reply, RedisError):
-                raise StoreError(f"feature store script failed: {reply}") from reply
-        if missing:
+        replies = self._run(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):  # restart or flush
             self._scripts_loaded = False
             return None
         return replies
 
-    def _card_call(self, card_id: str, write: _CardWrite) -> list[Any]:
-        marker_keys: dict[int, int] = {}  # day -> index in KEYS (1-based, after the card key)
-        args: list[Any] = [write.version, write.state.to_bytes(), self._ttl]
-        for day, txn_id, blob in write.markers:
-            index = marker_keys.setdefault(day, len(marker_keys) + 2)
-            args += (index, txn_id, blob)
-        key_list = [keys.card_key(self._ns, card_id)]
-        key_list += [keys.card_marker_key(self._ns, card_id, day) for day in marker_keys]
-        return [len(key_list), *key_list, *args]
+    def _run(self, commands: Iterable[bytes]) -> list[Any]:
+        """The replies to ``commands`` (packed; a generator is sent as it is built), in one
+        round trip. An error reply raises (after every reply was read), except NOSCRIPT,
+        which is left for the caller."""
+        replies = wire.execute(self._client, commands)
+        for reply in replies:
+            if isinstance(reply, ResponseError) and not isinstance(reply, NoScriptError):
+                if isinstance(reply, _TRANSIENT):
+                    raise reply
+                raise StoreError(f"feature store request failed: {reply}") from reply
+        return replies
 
-    def _merchant_call(self, merchant_id: str, items: list[tuple[str, MerchantDelta]]) -> list[Any]:
+    def _card_call(self, card_id: str, write: _CardWrite) -> bytes:
+        key_list = [keys.card_key(self._ns, card_id)]
+        args: list[Any] = [write.version, write.state.to_bytes(), self._ttl]
+        for day, pairs in write.markers.items():
+            key_list.append(keys.card_marker_key(self._ns, card_id, day))
+            args.append(len(pairs) // 2)
+            args += pairs
+        return wire.pack(("EVALSHA", CARD_SHA, len(key_list), *key_list, *args))
+
+    def _merchant_call(self, merchant_id: str, items: list[tuple[str, MerchantDelta]]) -> bytes:
         applied_keys: dict[int, int] = {}
         args: list[Any] = [self._ttl, MERCHANT_HOURLY_KEEP_H, MERCHANT_DAILY_KEEP_D]
         for txn_id, (hour, cents, new_card) in items:
@@ -330,11 +277,13 @@ class OnlineFeatureStore:
             args += (index, txn_id, hour, cents, 1 if new_card else 0)
         key_list = [keys.merchant_key(self._ns, merchant_id)]
         key_list += [keys.merchant_applied_key(self._ns, merchant_id, d) for d in applied_keys]
-        return [len(key_list), *key_list, *args]
+        return wire.pack(("EVALSHA", MERCHANT_SHA, len(key_list), *key_list, *args))
 
     def _load_scripts(self) -> None:
-        for script, sha in ((CARD_SCRIPT, CARD_SHA), (MERCHANT_SCRIPT, MERCHANT_SHA)):
-            if self._client.script_load(script) != sha:
+        scripts = ((CARD_SCRIPT, CARD_SHA), (MERCHANT_SCRIPT, MERCHANT_SHA))
+        replies = self._run([wire.pack(("SCRIPT", "LOAD", script)) for script, _ in scripts])
+        for reply, (_, sha) in zip(replies, scripts, strict=True):
+            if reply != sha.encode():
                 raise StoreError("Redis named a feature store script by an unexpected SHA1")
         self._scripts_loaded = True
 

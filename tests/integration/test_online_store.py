@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 import redis
+from redis._parsers import _RESP2Parser
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 import services.online.store as store_module
 from services.core.features import Vector, named, pack_vector
 from services.core.offline import OfflineFeatureStore
-from services.online import ConflictError, OnlineFeatureStore, StoreError, StoreUnavailable
+from services.online import ConflictError, OnlineFeatureStore, StoreError, StoreUnavailable, wire
 from services.online import keys as K
-from services.online.scripts import CARD_SCRIPT, sha1
+from services.online.scripts import CARD_SCRIPT, MERCHANT_SCRIPT, sha1
 
 T0 = 1_714_521_600_000  # 2024-05-01T00:00Z
 MIN = 60_000
@@ -185,19 +187,22 @@ def test_endless_conflicts_raise_and_leave_merchants_alone(
     assert state is not None and state.n == 3  # only the other writer's z0, z1, z2
 
 
+@pytest.mark.parametrize("lost", ["CARD", "MERCHANT"])
 def test_lost_scripts_are_reloaded(
-    redis_client: redis.Redis, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+    redis_client: redis.Redis, redis_namespace: str, monkeypatch: pytest.MonkeyPatch, lost: str
 ) -> None:
     # A script text Redis has never seen stands in for a SCRIPT FLUSH or a restart
     # (flushing would disturb other tests sharing the server).
-    variant = f"{CARD_SCRIPT}-- {uuid.uuid4().hex}\n"
-    monkeypatch.setattr(store_module, "CARD_SCRIPT", variant)
-    monkeypatch.setattr(store_module, "CARD_SHA", sha1(variant))
+    script = {"CARD": CARD_SCRIPT, "MERCHANT": MERCHANT_SCRIPT}[lost]
+    variant = f"{script}-- {uuid.uuid4().hex}\n"
+    monkeypatch.setattr(store_module, f"{lost}_SCRIPT", variant)
+    monkeypatch.setattr(store_module, f"{lost}_SHA", sha1(variant))
     store = OnlineFeatureStore(redis_client, redis_namespace)
     store._scripts_loaded = True  # believes they are there
-    want, _ = offline(BATCH)
+    want, off = offline(BATCH)
     assert bits(store.process_batch(BATCH)) == bits(want)
     assert redis_client.script_exists(sha1(variant)) == [True]
+    assert store.read_merchant_state("m-1") == off.merchants["m-1"]
 
 
 def free_port() -> int:
@@ -273,3 +278,77 @@ def test_constructor_refuses_unusable_settings(redis_url: str) -> None:
 
 def test_empty_batch_does_nothing(store: OnlineFeatureStore) -> None:
     assert store.process_batch([]) == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"protocol": 2}, {"protocol": 2, "parser_class": _RESP2Parser}, {"parser_class": _RESP2Parser}],
+    ids=["resp3-hiredis", "resp2-hiredis", "resp2-python", "resp3-python"],
+)
+def test_any_protocol_and_parser_give_the_same_results(
+    redis_url: str, redis_namespace: str, options: dict[str, Any]
+) -> None:
+    client = redis.Redis.from_url(redis_url, **options)
+    try:
+        store = OnlineFeatureStore(client, redis_namespace)
+        first = BATCH + [txn("e", 3 * MIN)]
+        want, off = offline(first)
+        assert bits(store.process_batch(BATCH)) == bits(want[: len(BATCH)])
+        assert bits(store.process_batch(first)) == bits(want)  # redelivered + one new
+        assert store.read_merchant_state("m-1") == off.merchants["m-1"]
+        reply = wire.execute(client, [wire.pack(("HGET", K.card_key(redis_namespace, "c-1"), "v"))])
+        assert reply == [b"2"]
+    finally:
+        client.close()
+
+
+def test_wire_returns_error_replies_as_values_and_stays_in_sync(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    key = f"{redis_namespace}:plain"
+    commands = [("SET", key, "v"), ("HGET", key, "f"), ("GET", key), ("NOSUCHCOMMAND",), ("STRLEN", key)]
+    replies = wire.execute(redis_client, [wire.pack(c) for c in commands])
+    assert replies[0] in (b"OK", True) and replies[2] == b"v" and replies[4] == 1
+    assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert isinstance(replies[3], ResponseError)
+    assert wire.execute(redis_client, [wire.pack(("GET", key))]) == [b"v"]  # no reply left behind
+    assert wire.execute(redis_client, []) == []
+
+
+def test_a_failing_builder_leaves_no_reply_behind(redis_client: redis.Redis, redis_namespace: str) -> None:
+    key = f"{redis_namespace}:plain"
+    big = "x" * (wire.CHUNK_BYTES + 1)
+
+    def commands() -> Iterator[bytes]:
+        yield wire.pack(("SET", key, big))  # a full chunk: sent before the failure
+        raise RuntimeError("builder failed")
+
+    with pytest.raises(RuntimeError, match="builder failed"):
+        wire.execute(redis_client, commands())
+    assert wire.execute(redis_client, [wire.pack(("STRLEN", key))]) == [len(big)]
+
+
+def test_a_killed_connection_is_replaced(
+    store: OnlineFeatureStore, redis_client: redis.Redis, redis_url: str
+) -> None:
+    want, _ = offline(BATCH)
+    store.process_batch(BATCH[:1])
+    own_id = redis_client.client_id()  # the pool's (only) connection, which the store used
+    killer = redis.Redis.from_url(redis_url)
+    try:
+        assert killer.client_kill_filter(_id=str(own_id)) == 1
+    finally:
+        killer.close()
+    assert bits(store.process_batch(BATCH)) == bits(want)
+
+
+def test_a_busy_card_day_beyond_the_lua_stack_limit(store: OnlineFeatureStore) -> None:
+    # One card and merchant, 1,200 transactions in one day: the scripts pass ids and
+    # markers to HSET/SADD in slices (Lua's unpack limit is ~8,000 values).
+    batch = [txn(f"t{i:04d}", i * 60_000 % DAY, amount=1.0 + i % 7) for i in range(1200)]
+    want, off = offline(batch)
+    assert bits(store.process_batch(batch)) == bits(want)
+    assert bits(store.process_batch(batch)) == bits(want)
+    state = store.read_card_state("c-1")
+    assert state is not None and state.to_bytes() == off.cards["c-1"].to_bytes()
+    assert store.read_merchant_state("m-1") == off.merchants["m-1"]

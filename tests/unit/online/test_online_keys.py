@@ -43,10 +43,17 @@ def test_day_stamp() -> None:
 
 
 def test_bucket_fields() -> None:
-    assert keys.hour_count_field(476256) == "h476256n"
-    assert keys.hour_new_card_field(476256) == "h476256k"
+    assert keys.hour_field(476256) == "h476256"
     assert keys.day_count_field(19844) == "d19844n"
     assert keys.day_cents_field(19844) == "d19844c"
+
+
+def test_hour_bucket_packs_both_counts_exactly() -> None:
+    assert keys.NEW_CARD_UNIT == 2**32
+    assert keys.split_hour_bucket(7) == (7, 0)
+    assert keys.split_hour_bucket(3 * keys.NEW_CARD_UNIT + 5) == (5, 3)
+    big = (2**32 - 1) + (2**31 - 1) * keys.NEW_CARD_UNIT  # the largest exact pair, < 2**63
+    assert big < 2**63 and keys.split_hour_bucket(big) == (2**32 - 1, 2**31 - 1)
 
 
 def test_window_fields_cover_every_read() -> None:
@@ -54,8 +61,10 @@ def test_window_fields_cover_every_read() -> None:
     hours, days, names = keys.window_fields((hour,))
     assert hours == tuple(range(hour - 23, hour + 1))
     assert days == tuple(range(DAY0 - 6, DAY0 + 1))
-    assert names[0] == "w" and len(names) == 1 + 2 * 24 + 2 * 7
-    assert names[1:3] == (f"h{hour - 23}n", f"h{hour - 23}k")
+    assert names[0] == "w" and len(names) == 1 + 24 + 2 * 7
+    assert names[1:3] == (f"h{hour - 23}", f"h{hour - 22}")
+    assert names[24] == f"h{hour}"
+    assert names[25:27] == (f"d{DAY0 - 6}n", f"d{DAY0 - 6}c")
     assert names[-2:] == (f"d{DAY0}n", f"d{DAY0}c")
     hours2, _, _ = keys.window_fields((hour, hour + 30))
     assert hours2 == (*range(hour - 23, hour + 1), *range(hour + 7, hour + 31))
@@ -66,19 +75,23 @@ def test_merchant_view_parses_hmget_replies() -> None:
     hours, days, names = keys.window_fields((hour,))
     values: list[bytes | None] = [None] * len(names)
     values[0] = str(hour).encode()
-    values[names.index(f"h{hour}n")] = b"3"
-    values[names.index(f"h{hour}k")] = b"1"
+    values[names.index(f"h{hour}")] = str(keys.NEW_CARD_UNIT + 3).encode()  # 3 txns, 1 new card
+    values[names.index(f"h{hour - 1}")] = b"2"  # 2 txns, no new card
     values[names.index(f"d{DAY0 - 1}n")] = b"2"
     values[names.index(f"d{DAY0 - 1}c")] = b"12345"
+    values[names.index(f"d{DAY0}c")] = b"-5"  # a bucket may hold one of the two only
     view = keys.merchant_view(hours, days, values)
-    assert view == MerchantState(hour, {hour: 3}, {hour: 1}, {DAY0 - 1: 2}, {DAY0 - 1: 12345})
+    want = MerchantState(hour, {hour: 3, hour - 1: 2}, {hour: 1}, {DAY0 - 1: 2}, {DAY0 - 1: 12345, DAY0: -5})
+    assert view == want
+    assert view.hour_new_cards == {hour: 1}  # no zero entries
 
 
 def test_parse_merchant_hash() -> None:
-    fields = {b"w": b"476256", b"h476256n": b"2", b"h476256k": b"1", b"d19844n": b"2",
-              b"d19844c": b"-5"}  # fmt: skip
+    fields = {b"w": b"476256", b"h476256": str(keys.NEW_CARD_UNIT + 2).encode(), b"h476255": b"4",
+              b"d19844n": b"2", b"d19844c": b"-5"}  # fmt: skip
     state = keys.parse_merchant_hash(fields)
-    assert state == MerchantState(476256, {476256: 2}, {476256: 1}, {19844: 2}, {19844: -5})
+    assert state == MerchantState(476256, {476256: 2, 476255: 4}, {476256: 1}, {19844: 2}, {19844: -5})
+    assert state.hour_new_cards == {476256: 1}
 
 
 def test_marker_round_trip_is_bit_exact() -> None:

@@ -284,7 +284,7 @@ class TrainerServiceSettings(KafkaSettings, RegistrySettings, MetricsSettings, L
     )
     holdout_days: int = Field(7, ge=1, description="days in the matured holdout")
     holdout_min_maturity: float = Field(
-        0.8, gt=0, le=1, description="label maturity a holdout day needs (as the monitor's)"
+        0.8, gt=0, le=1, description="label maturity a holdout day needs, as the monitor computes it"
     )
     min_holdout_frauds: int = Field(
         20, ge=1, description="labelled frauds the holdout needs for an automatic verdict"

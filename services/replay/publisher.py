@@ -20,27 +20,13 @@ from typing import Any, Protocol
 
 from services.core.codec import EncodeError
 from services.core.replay_plan import LABEL, TXN, Kind, Pacer, ReplayEvent, ReplaySummary
+from services.kafka.protocols import Producer
 
 log = logging.getLogger(__name__)
 
 SCHEMA = {TXN: "Transaction", LABEL: "Label"}
 BUFFER_FULL_POLL_S = 0.05
 FLUSH_TIMEOUT_S = 60.0
-
-
-class Producer(Protocol):
-    """The part of ``confluent_kafka.Producer`` the loop uses."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        *,
-        on_delivery: Callable[[Any, Any], None] | None = ...,
-    ) -> None: ...
-    def poll(self, timeout: float = ...) -> int: ...
-    def flush(self, timeout: float = ...) -> int: ...
 
 
 class Stop(Protocol):

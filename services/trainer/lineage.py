@@ -17,8 +17,9 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
+from services.kafka.protocols import Producer
 from services.registry import ModelVersion, Registry, RegistryError
 
 if TYPE_CHECKING:
@@ -34,20 +35,6 @@ PUBLISH_TIMEOUT_S = 30.0
 
 class PublishError(Exception):
     """A model-update event was not acknowledged by Kafka. One-line message."""
-
-
-class Producer(Protocol):
-    """The part of ``confluent_kafka.Producer`` used here."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        *,
-        on_delivery: Callable[[Any, Any], None] | None = ...,
-    ) -> None: ...
-    def flush(self, timeout: float = ...) -> int: ...
 
 
 # --------------------------------------------------------------------------- lineage

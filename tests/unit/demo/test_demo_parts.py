@@ -97,7 +97,7 @@ def test_compare_live_with_backtest() -> None:
 
 def sleeper(tmp_path: Path, name: str = "sleeper") -> Service:
     service = Service(name, "scorer", {}, tmp_path)
-    service.argv = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
+    service.argv = [sys.executable, "-c", "import signal; print('up', flush=True); signal.pause()"]
     return service
 
 

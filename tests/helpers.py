@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,3 +31,16 @@ def wait_until(
             what = message or getattr(predicate, "__name__", repr(predicate))
             raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def stop_process(proc: subprocess.Popen[Any], tail: Callable[[], str], timeout: float = 60.0) -> int:
+    """SIGTERM a service under test and wait; a process that ignores it fails the test."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"pid {proc.pid} ignored SIGTERM:\n{tail()}") from None
+    return int(proc.returncode)

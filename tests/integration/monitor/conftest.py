@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.core import features, psi, topics
 from services.core.codec import Codec
 from services.registry import Registry
-from tests.helpers import wait_until
+from tests.helpers import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMES = list(features.FEATURE_NAMES)
@@ -238,15 +237,7 @@ class MonitorProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                raise AssertionError(f"monitor ignored SIGTERM:\n{self.tail()}") from None
-        return int(self.proc.returncode)
+        return stop_process(self.proc, self.tail, timeout)
 
 
 @pytest.fixture

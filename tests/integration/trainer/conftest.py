@@ -27,7 +27,7 @@ from services.core import topics
 from services.core.codec import Codec
 from services.kafka.admin import TopicSpec, ensure_topics
 from services.replay import cli as replay_cli
-from tests.helpers import wait_until
+from tests.helpers import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 DAY_MS = 86_400_000
@@ -180,15 +180,7 @@ class Process:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                raise AssertionError(f"{self.log.name} ignored SIGTERM:\n{self.tail()}") from None
-        return int(self.proc.returncode)
+        return stop_process(self.proc, self.tail, timeout)
 
 
 @pytest.fixture

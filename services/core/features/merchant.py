@@ -32,6 +32,9 @@ _MAPS = ("hour_counts", "hour_new_cards", "day_counts", "day_cents")
 _ZEROS = (0,) * 24  # map(d.get, keys, _ZEROS) is d.get(k, 0) at C speed for <= 24 keys
 _HOURLY_SPAN = MERCHANT_HOURLY_KEEP_H - 1  # lowest readable hour: watermark - this
 _DAILY_SPAN = MERCHANT_DAILY_KEEP_D - 1
+# Slide the memo forward for gaps under this many hours: 2 bucket reads per hour of gap
+# beat the 24 of a fresh read below 12.
+_SLIDE_MAX_H = 12
 
 
 class MerchantDelta(NamedTuple):
@@ -140,9 +143,13 @@ class MerchantState:
         return cls(watermark, *maps)
 
     def window(self, hour: int) -> MerchantWindow:
-        if hour == self._memo_hour:
-            m = self._memo
-            return _new_window((m[0], m[1], m[2], m[3], m[4]))
+        memo_hour = self._memo_hour
+        if memo_hour is not None:
+            if hour == memo_hour:
+                m = self._memo
+                return _new_window((m[0], m[1], m[2], m[3], m[4]))
+            if memo_hour < hour < memo_hour + _SLIDE_MAX_H:
+                return self._slide(hour)
         day = hour // 24
         lo_h, lo_d = self._lowest_read(hour)
         if lo_h <= hour:
@@ -153,6 +160,46 @@ class MerchantState:
         else:
             count_1h = count_24h = new_cards_24h = 0
         if lo_d <= day:
+            days = range(lo_d, day + 1)
+            count_7d = sum(map(self.day_counts.get, days, _ZEROS))
+            cents_7d = sum(map(self.day_cents.get, days, _ZEROS))
+        else:
+            count_7d = cents_7d = 0
+        self._memo_hour = hour
+        self._memo = [count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d]
+        return _new_window((count_1h, count_24h, new_cards_24h, count_7d, cents_7d))
+
+    def _slide(self, hour: int) -> MerchantWindow:
+        """The window of ``hour``, a little after the memo's hour, from the memo: drop the
+        hours that left the 24 h window, add the ones that entered (the day window only
+        changes on a new day or horizon). Integer sums, so equal to a fresh read; the
+        dropped buckets are at or above the memo's lowest read, which trimming never
+        reaches while the memo is valid (see :meth:`add`)."""
+        m = self._memo
+        memo_hour, lo_h0, lo_d0 = self._memo_hour, m[5], m[6]
+        assert memo_hour is not None
+        lo_h, lo_d = self._lowest_read(hour)
+        day = hour // 24
+        hc, hn = self.hour_counts, self.hour_new_cards
+        if lo_h <= memo_hour:  # the windows overlap: slide
+            gone = range(lo_h0, lo_h)
+            new = range(memo_hour + 1, hour + 1)
+            count_24h = m[1] - sum(map(hc.get, gone, _ZEROS)) + sum(map(hc.get, new, _ZEROS))
+            if hn:
+                new_cards_24h = m[2] - sum(map(hn.get, gone, _ZEROS)) + sum(map(hn.get, new, _ZEROS))
+            else:
+                new_cards_24h = 0
+            count_1h = hc.get(hour, 0)
+        elif lo_h <= hour:
+            hours = range(lo_h, hour + 1)
+            count_1h = hc.get(hour, 0)
+            count_24h = sum(map(hc.get, hours, _ZEROS))
+            new_cards_24h = sum(map(hn.get, hours, _ZEROS)) if hn else 0
+        else:
+            count_1h = count_24h = new_cards_24h = 0
+        if lo_d == lo_d0 and day == memo_hour // 24:
+            count_7d, cents_7d = m[3], m[4]
+        elif lo_d <= day:
             days = range(lo_d, day + 1)
             count_7d = sum(map(self.day_counts.get, days, _ZEROS))
             cents_7d = sum(map(self.day_cents.get, days, _ZEROS))

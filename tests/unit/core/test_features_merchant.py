@@ -150,3 +150,19 @@ def test_memo_is_dropped_when_the_horizon_moves_into_its_windows() -> None:
     assert m.window(H0 + 1) == MerchantWindow(0, 0, 0, 1, 100)
     m.add(MerchantDelta(H0 + 1 + 24 * MERCHANT_DAILY_KEEP_D, 100, False))
     assert m.window(H0 + 1) == MerchantWindow(0, 0, 0, 0, 0)
+
+
+def test_sliding_the_memo_forward_equals_a_fresh_read() -> None:
+    # Reads a few hours after the memo's hour (the common case) are slid from the memo;
+    # gaps cross day boundaries and the horizon, with late deltas in between.
+    rng = random.Random(23)
+    m = MerchantState()
+    hour = H0
+    for i in range(5000):
+        hour += rng.choice([0, 1, 1, 2, 3, 5, 11, 12, 13])
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            late = hour - rng.choice([0, 0, 1, 6, 23, 24, 71, 72, 200])
+            m.add(MerchantDelta(late, rng.randrange(1, 10_000), rng.random() < 0.3))
+        fresh = MerchantState(m.watermark, m.hour_counts, m.hour_new_cards, m.day_counts, m.day_cents)
+        assert m.window(hour) == fresh.window(hour), i
+        m.add(MerchantDelta(hour, rng.randrange(1, 10_000), rng.random() < 0.3))

@@ -178,8 +178,14 @@ class MerchantState:
         m = self._memo
         memo_hour, lo_h0, lo_d0 = self._memo_hour, m[5], m[6]
         assert memo_hour is not None
-        lo_h, lo_d = self._lowest_read(hour)
         day = hour // 24
+        lo_h, lo_d = hour - 23, day - 6  # self._lowest_read(hour), inlined: hot path
+        w = self.watermark
+        if w is not None:
+            if w - _HOURLY_SPAN > lo_h:
+                lo_h = w - _HOURLY_SPAN
+            if w // 24 - _DAILY_SPAN > lo_d:
+                lo_d = w // 24 - _DAILY_SPAN
         hc, hn = self.hour_counts, self.hour_new_cards
         if lo_h <= memo_hour:  # the windows overlap: slide
             gone = range(lo_h0, lo_h)
@@ -244,8 +250,10 @@ class MerchantState:
         if memo_hour is None:
             return
         memo = self._memo
-        if moved and self._lowest_read(memo_hour) != (memo[5], memo[6]):
-            self._memo_hour = None  # the horizon cut into the memo's windows
+        # The memo's lowest reads follow the watermark's horizon; when it moved (to
+        # ``hour``) and now cuts into them, the memo's windows lost buckets.
+        if moved and (hour - _HOURLY_SPAN > memo[5] or day - _DAILY_SPAN > memo[6]):
+            self._memo_hour = None
             return
         # Trimming only drops buckets below the (unchanged) lowest reads: the memo holds.
         if memo[5] <= hour <= memo_hour:

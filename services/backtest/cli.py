@@ -164,6 +164,7 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     from services.backtest import data as bt_data
     from services.backtest import report
     from services.backtest.engine import run_backtest
+    from services.backtest.scoring import BlockScorer
 
     # The monitor core logs each retrain request at WARNING for operators; in a backtest
     # those requests are the report's content, not news.
@@ -175,14 +176,24 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {cfg.data} is not a directory; create one with `fraudstream generate`")
     started = time.perf_counter()
     print(f"backtest: reading {cfg.data} and building features", file=sys.stderr)
+    # Score each block of features on a second thread while the next one is built.
+    block_scorer = BlockScorer([m.serving for m in models])
     try:
-        data = bt_data.load(cfg.data, use_cache=args.feature_cache)
+        data = bt_data.load(cfg.data, use_cache=args.feature_cache, on_chunk=block_scorer.submit)
+        scores = block_scorer.scores() if block_scorer.submitted else None
     except dataset.DatasetError as exc:
         raise ConfigError(f"invalid data set {cfg.data}: {exc}") from None
+    finally:
+        block_scorer.close()
     if data.cache_hit:
         print("backtest: features from the cache", file=sys.stderr)
     result, timings = run_backtest(
-        data, models, plans, monitor_policy, on_step=lambda step: print(f"backtest: {step}", file=sys.stderr)
+        data,
+        models,
+        plans,
+        monitor_policy,
+        on_step=lambda step: print(f"backtest: {step}", file=sys.stderr),
+        scores=scores,
     )
     html, js = report.write(result, cfg.report)
     elapsed = time.perf_counter() - started

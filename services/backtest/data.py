@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from services.core.offline import build_features
 log = logging.getLogger(__name__)
 
 CACHE_DIR = ".cache"
+OnChunk = Callable[[npt.NDArray[np.float64]], None]
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,14 @@ def write_cache(directory: Path, manifest: dict[str, Any], frame: Frame) -> None
         log.warning("could not write the feature cache %s (%s); continuing without", path, exc)
 
 
-def compute_frame(directory: Path) -> Frame:
-    ff = build_features(dataset.iter_transactions(directory))
+def compute_frame(directory: Path, on_chunk: OnChunk | None = None) -> Frame:
+    ff = build_features(dataset.iter_transactions(directory), on_chunk=on_chunk)
     return Frame(ff.txn_ids, np.asarray(ff.event_time, dtype=np.int64), np.asarray(ff.X, dtype=np.float64))
 
 
-def load(directory: Path, *, use_cache: bool = True) -> BacktestData:
-    """Verify the data set and load it as columns. Raises ``dataset.DatasetError``."""
+def load(directory: Path, *, use_cache: bool = True, on_chunk: OnChunk | None = None) -> BacktestData:
+    """Verify the data set and load it as columns. Raises ``dataset.DatasetError``.
+    ``on_chunk`` gets each block of feature rows as it is built (not on a cache hit)."""
     directory = Path(directory)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -148,7 +151,7 @@ def load(directory: Path, *, use_cache: bool = True) -> BacktestData:
     hit = frame is not None
     if frame is None:
         began = time.perf_counter()
-        frame = compute_frame(directory)
+        frame = compute_frame(directory, on_chunk)
         timings["features_s"] = time.perf_counter() - began
         if use_cache:
             write_cache(directory, manifest, frame)

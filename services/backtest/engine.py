@@ -24,6 +24,7 @@ import numpy.typing as npt
 from services.backtest import figures
 from services.backtest.data import BacktestData
 from services.backtest.monitor_pass import LabelColumns, MonitorOutcome, ScoredRows, run_monitor
+from services.backtest.scoring import predict
 from services.core.decision import Thresholds, choose_thresholds, decide_many
 from services.core.labels import join_labels
 from services.core.replay_plan import iso
@@ -70,13 +71,6 @@ class ModelUnderTest:
     @property
     def label(self) -> str:
         return self.serving.label
-
-
-def predict(model: ServingModel, X: npt.NDArray[np.float64], num_threads: int = 0) -> npt.NDArray[np.float64]:
-    """The model's scores for every row (0 threads = LightGBM's default)."""
-    if X.shape[0] == 0:
-        return np.empty(0, dtype=np.float64)
-    return np.asarray(model.booster.predict(X, num_threads=num_threads), dtype=np.float64)
 
 
 def final_labels(data: BacktestData) -> npt.NDArray[np.bool_] | None:
@@ -180,20 +174,23 @@ def run_backtest(
     *,
     num_threads: int = 0,
     on_step: Callable[[str], None] = lambda step: None,
+    scores: Sequence[npt.NDArray[np.float64]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Every (model, threshold plan) scenario; returns the JSON-ready result and timings."""
+    """Every (model, threshold plan) scenario; returns the JSON-ready result and timings.
+    ``scores``: each model's scores of every row, if already predicted (while the
+    features were built, :mod:`services.backtest.scoring`)."""
     timings: dict[str, float] = dict(data.timings)
     labelled = final_labels(data)
     scenarios = []
-    for model in models:
+    for i, model in enumerate(models):
         on_step(f"scoring {model.label}")
         began = time.perf_counter()
-        scores = predict(model.serving, data.frame.X, num_threads)
+        model_scores = scores[i] if scores is not None else predict(model.serving, data.frame.X, num_threads)
         timings[f"predict_s[{model.label}]"] = time.perf_counter() - began
         for plan in plans:
             on_step(f"monitor pass {model.label} ({plan.label})")
             began = time.perf_counter()
-            scenarios.append(run_scenario(data, model, scores, plan, policy, labelled))
+            scenarios.append(run_scenario(data, model, model_scores, plan, policy, labelled))
             timings[f"scenario_s[{model.label}|{plan.kind}]"] = time.perf_counter() - began
     result = {
         "generated_by": "fraudstream backtest",

@@ -174,3 +174,20 @@ def test_missing_data_set_is_one_line(
     _, registry = bt_world
     code, _, err = run_cli(capsys, str(tmp_path / "nope"), "--registry", str(registry))
     assert code == 2 and "is not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_scores_of_blocks_built_and_predicted_in_parallel_equal_one_predict(world: tuple[Path, Path]) -> None:
+    """The backtest predicts each block of rows on a second thread while the next block
+    is built; joined, the scores equal a predict over the whole matrix, bit for bit."""
+    from services.backtest.cli import load_models
+    from services.backtest.engine import predict
+    from services.backtest.scoring import BlockScorer
+
+    data, registry = world
+    models = load_models(registry, ["fraud@champion", "fraud@champion"])
+    scorer = BlockScorer([m.serving for m in models])
+    X = build_features(dataset.read_transactions(data), on_chunk=scorer.submit, chunk_rows=97).X
+    blocks = scorer.scores()
+    whole = predict(models[0].serving, X)
+    assert len(blocks) == 2 and all(np.array_equal(b, whole) for b in blocks)
+    assert BlockScorer([m.serving for m in models]).scores()[0].shape == (0,)

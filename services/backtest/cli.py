@@ -161,10 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     from services import dataset
-    from services.backtest import data as bt_data
     from services.backtest import report
     from services.backtest.engine import run_backtest
-    from services.backtest.scoring import BlockScorer
+    from services.backtest.scoring import load_scored
 
     # The monitor core logs each retrain request at WARNING for operators; in a backtest
     # those requests are the report's content, not news.
@@ -176,15 +175,10 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {cfg.data} is not a directory; create one with `fraudstream generate`")
     started = time.perf_counter()
     print(f"backtest: reading {cfg.data} and building features", file=sys.stderr)
-    # Score each block of features on a second thread while the next one is built.
-    block_scorer = BlockScorer([m.serving for m in models])
     try:
-        data = bt_data.load(cfg.data, use_cache=args.feature_cache, on_chunk=block_scorer.submit)
-        scores = block_scorer.scores() if block_scorer.submitted else None
+        data, scores = load_scored(cfg.data, [m.serving for m in models], use_cache=args.feature_cache)
     except dataset.DatasetError as exc:
         raise ConfigError(f"invalid data set {cfg.data}: {exc}") from None
-    finally:
-        block_scorer.close()
     if data.cache_hit:
         print("backtest: features from the cache", file=sys.stderr)
     result, timings = run_backtest(

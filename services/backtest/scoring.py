@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 import lightgbm
 import numpy as np
 import numpy.typing as npt
+
+from services.backtest import data as bt_data
 
 Scores = npt.NDArray[np.float64]
 
@@ -68,3 +71,18 @@ class BlockScorer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def load_scored(
+    directory: Path, models: Sequence[HasBooster], *, use_cache: bool = True
+) -> tuple[bt_data.BacktestData, list[Scores]]:
+    """:func:`services.backtest.data.load` and every model's scores of its rows, predicted
+    while the features are built (or after, on a feature-cache hit)."""
+    scorer = BlockScorer(models)
+    try:
+        data = bt_data.load(directory, use_cache=use_cache, on_chunk=scorer.submit)
+        if scorer.submitted:
+            return data, scorer.scores()
+    finally:
+        scorer.close()
+    return data, [predict(model, data.frame.X) for model in models]

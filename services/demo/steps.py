@@ -114,21 +114,20 @@ def train(cfg: DemoSettings, paths: Paths) -> str:
 def backtest(paths: Paths) -> tuple[dict[str, Any], dict[str, float]]:
     """The backtest of the champion (manifest thresholds, and a 1% alert budget as a
     what-if) with the monitor policy the live monitor ran with; writes the report."""
-    from services.backtest import data as bt_data
     from services.backtest import report
     from services.backtest.cli import load_models
-    from services.backtest.engine import ThresholdPlan, predict, run_backtest
+    from services.backtest.engine import ThresholdPlan, run_backtest
+    from services.backtest.scoring import load_scored
     from services.monitor.core import MonitorConfig
 
-    data = bt_data.load(paths.data)
     models = load_models(paths.models, [f"{MODEL}@champion"])
+    data, scores = load_scored(paths.data, [m.serving for m in models])
     policy = MonitorConfig.from_settings(MonitorSettings.model_validate(MONITOR_POLICY))
     plans = [ThresholdPlan(), ThresholdPlan("alert_rate", 0.01, 0.0025)]
     logging.getLogger("services.monitor.core").setLevel(logging.ERROR)  # retrain news is the report's
-    result, _ = run_backtest(data, models, plans, policy)
+    result, _ = run_backtest(data, models, plans, policy, scores=scores)
     report.write(result, paths.report)
-    scores = dict(zip(data.frame.txn_ids, predict(models[0].serving, data.frame.X).tolist(), strict=True))
-    return result, scores
+    return result, dict(zip(data.frame.txn_ids, scores[0].tolist(), strict=True))
 
 
 @dataclass(frozen=True)

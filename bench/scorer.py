@@ -170,7 +170,9 @@ def scorer_process(settings: ScorerSettings) -> Iterator[subprocess.Popen[bytes]
 def scorer(settings: ScorerSettings) -> Iterator[Callable[[str, dict[str, str] | None], float]]:
     """The real scorer in a thread; yields a metric reader."""
     stop, registry = StopFlag(), CollectorRegistry()
-    thread = threading.Thread(target=scorer_cli.serve, args=(settings, stop, registry), daemon=True)
+    thread = threading.Thread(
+        target=scorer_cli.serve, args=(settings, stop, registry), kwargs={"tune_gc": True}, daemon=True
+    )
     thread.start()
     try:
 
@@ -241,15 +243,22 @@ def latency(
         wait_for(lambda: proc.poll() is None and any(m.error() is None for m in reader.consume(10, 0.1)), 120)
         # Scores are read on their own thread and stamped on arrival (decoded afterwards), so
         # the paced producer loop never delays the reading: the harness must not inflate latency.
+        # poll() returns as soon as one score is there; consume(n, timeout) would wait out its
+        # whole timeout unless n arrived (up to 50 ms added to every score), so it only drains
+        # what is already fetched (timeout 0).
         arrivals: list[tuple[bytes, float]] = []
         done = threading.Event()
 
         def read_scores() -> None:
             while not done.is_set():
-                for msg in reader.consume(1000, 0.05):
+                first = reader.poll(0.05)
+                if first is None:
+                    continue
+                at = time.time()
+                for msg in [first, *reader.consume(1000, 0)]:
                     value = msg.value()
                     if msg.error() is None and value is not None:
-                        arrivals.append((value, time.time()))
+                        arrivals.append((value, at))
 
         thread = threading.Thread(target=read_scores, daemon=True)
         thread.start()
@@ -386,17 +395,27 @@ def components(world: World, txns: list[dict[str, Any]], values: list[tuple[byte
 # --------------------------------------------------------------------------- report
 
 
+def _load(avg: tuple[float, float, float]) -> list[float]:
+    return [round(x, 2) for x in avg]
+
+
 def report(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+
+    def load(name: str) -> str:
+        before, after = result["load_avg"][name]["before"], result["load_avg"][name]["after"]
+        return f"(load {before[0]:.2f} -> {after[0]:.2f})"
+
     lines = [
         f"scorer benchmark ({result['machine']['cpus']} CPUs, {result['records']:,} records, "
         f"batch {result['batch']})",
-        f"  exactly-once   {result['eos_tx_per_s']:>9,} tx/s",
-        f"  at-least-once  {result['alo_tx_per_s']:>9,} tx/s",
-        f"  naive          {result['naive_tx_per_s']:>9,} tx/s   (exactly-once = "
+        f"  exactly-once   {result['eos_tx_per_s']:>9,} tx/s   {load('eos')}",
+        f"  at-least-once  {result['alo_tx_per_s']:>9,} tx/s   {load('alo')}",
+        f"  naive          {result['naive_tx_per_s']:>9,} tx/s   {load('naive')}   (exactly-once = "
         f"{result['eos_vs_naive']}x naive)",
-        f"  latency at {result['runs']['latency']['offered_tx_per_s']:,} tx/s offered: "
+        f"  latency at {runs['latency']['offered_tx_per_s']:,} tx/s offered: "
         f"p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms (event -> committed score)",
+        f"p99 {result['p99_ms']} ms (event -> committed score)   {load('latency')}",
         "  per event (exactly-once run), us:",
     ]
     lines += [f"    {k:<26}{v:>8.1f}" for k, v in result["breakdown_us"].items()]
@@ -421,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     with servers() as (kafka, url), tempfile.TemporaryDirectory(prefix="bench-models-") as models:
         model = train_model(Path(models), txns[: args.records])
         runs: dict[str, Any] = {}
+        loads: dict[str, dict[str, list[float]]] = {}
         for name, fn in [
             ("eos", lambda w: throughput(w, values[: args.records], "exactly-once", args.batch)),
             ("alo", lambda w: throughput(w, values[: args.records], "at-least-once", args.batch)),
@@ -429,11 +449,15 @@ def main(argv: list[str] | None = None) -> int:
             ("ceilings", lambda w: components(w, txns, values, model, codec)),
         ]:
             world = World(kafka, url, Path(models), name)
+            # Other work on the machine moves every figure here (2 cores shared with the
+            # broker and Redis): each run carries the load average it ran under.
+            load_before = os.getloadavg()
             try:
                 runs[name] = fn(world)
             finally:
                 world.cleanup()
-            print(f"{name}: {json.dumps(runs[name])}", flush=True)
+            loads[name] = {"before": _load(load_before), "after": _load(os.getloadavg())}
+            print(f"{name}: {json.dumps(runs[name])} load {json.dumps(loads[name])}", flush=True)
     eos = runs["eos"]
     breakdown = dict(eos["per_event_us"])
     features_us = runs["ceilings"]["features_compute"]["us_per_event"]
@@ -450,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "naive_tx_per_s": runs["naive"]["tx_per_s"],
         "eos_vs_naive": round(eos["tx_per_s"] / runs["naive"]["tx_per_s"], 1),
         "p50_ms": runs["latency"]["p50_ms"], "p99_ms": runs["latency"]["p99_ms"],
-        "breakdown_us": breakdown, "ceilings": runs["ceilings"], "runs": runs,
+        "breakdown_us": breakdown, "ceilings": runs["ceilings"], "runs": runs, "load_avg": loads,
         "records": args.records, "batch": args.batch,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }  # fmt: skip

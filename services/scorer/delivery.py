@@ -30,6 +30,7 @@ Recovery of the transactional producer:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,10 +61,14 @@ class DeliveryError(Exception):
         self.detail = detail
 
 
+# Wall time of each step of one delivery, seconds: produce, send_offsets, commit (or flush).
+StepTimes = dict[str, float]
+
+
 class Delivery(Protocol):
     def deliver(
         self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Consumer
-    ) -> None: ...
+    ) -> StepTimes: ...
 
     def close(self) -> None: ...
 
@@ -143,19 +148,24 @@ class TransactionalDelivery:
 
     def deliver(
         self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Consumer
-    ) -> None:
+    ) -> StepTimes:
         producer = self._ensure()
         try:
+            t0 = time.perf_counter()
             producer.begin_transaction()
             produce_all(producer, records)
+            t1 = time.perf_counter()
             producer.send_offsets_to_transaction(
                 offsets, consumer.consumer_group_metadata(), self.call_timeout_s
             )
+            t2 = time.perf_counter()
             producer.commit_transaction(self.call_timeout_s)
+            t3 = time.perf_counter()
         except KafkaException as exc:
             kind = classify(kafka_error(exc))
             self._recover(producer, kind)
             raise DeliveryError(kind, describe(exc)) from None
+        return {"produce": t1 - t0, "send_offsets": t2 - t1, "commit": t3 - t2}
 
     def _ensure(self) -> Producer:
         if self._producer is not None:
@@ -209,7 +219,7 @@ class AtLeastOnceDelivery:
 
     def deliver(
         self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Consumer
-    ) -> None:
+    ) -> StepTimes:
         producer = self._ensure()
         failures: list[KafkaError] = []
 
@@ -217,18 +227,22 @@ class AtLeastOnceDelivery:
             if err is not None:
                 failures.append(err)
 
+        t0 = time.perf_counter()
         try:
             produce_all(producer, records, on_delivery)
         except KafkaException as exc:
             raise DeliveryError("produce", describe(exc)) from None
+        t1 = time.perf_counter()
         left = producer.flush(self.flush_timeout_s)
         if left or failures:
             first = failures[0].str() if failures else f"{left} records still queued"
             raise DeliveryError("delivery", f"{len(failures) or left} records not delivered: {first}")
+        t2 = time.perf_counter()
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise DeliveryError("commit", describe(exc)) from None
+        return {"produce": t1 - t0, "flush": t2 - t1, "commit": time.perf_counter() - t2}
 
     def close(self) -> None:
         producer, self._producer = self._producer, None

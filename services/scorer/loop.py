@@ -42,6 +42,9 @@ from services.scorer.metrics import ScorerMetrics
 from services.scorer.model_watch import ModelWatch
 
 log = logging.getLogger(__name__)
+# One DEBUG line per committed batch with the wall time of every step (enable this logger
+# alone to find where latency goes; the stage histograms only hold the sums).
+trace = logging.getLogger(__name__ + ".trace")
 
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
@@ -118,6 +121,7 @@ class Scorer:
         self._paused = False
         self._next_lag = 0.0
         self._logged_errors: dict[int, float] = {}
+        self._steps: dict[str, float] = {}  # this iteration's step -> seconds (the trace)
         self.batches_done = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -135,11 +139,21 @@ class Scorer:
             while not self.stop.is_set():
                 if max_batches is not None and self.batches_done >= max_batches:
                     break
+                self._steps = {}
+                t0 = time.perf_counter()
                 self.models.maybe_refresh()
+                self._steps["models"] = time.perf_counter() - t0
                 raws = self._fetch()
                 if raws:
                     self._process(raws)
+                t0 = time.perf_counter()
                 self._maybe_update_lag()
+                self._steps["lag"] = time.perf_counter() - t0
+                if raws and trace.isEnabledFor(logging.DEBUG):
+                    trace.debug(
+                        "batch %d n=%d %s", self.batches_done, len(raws),
+                        " ".join(f"{k}={v * 1000:.2f}" for k, v in self._steps.items()),
+                    )  # fmt: skip
         finally:
             self._close()
 
@@ -157,12 +171,16 @@ class Scorer:
 
     def _fetch(self) -> list[B.Raw]:
         self._gone.clear()
+        t0 = time.perf_counter()
         first = self.consumer.poll(self.cfg.batch_max_s)
+        t1 = time.perf_counter()
+        self._steps["poll"] = t1 - t0
         if first is None:
             return []
         msgs = [first]
         if self.cfg.batch_max_records > 1:
             msgs += self.consumer.consume(self.cfg.batch_max_records - 1, 0)
+        self._steps["drain"] = time.perf_counter() - t1
         raws = [to_raw(m) for m in msgs if self._usable(m)]
         # A revoke served inside this very call may follow records it collected before.
         raws = [r for r in raws if (r.topic, r.partition) not in self._gone]
@@ -192,7 +210,8 @@ class Scorer:
         consumed_at = self.clock_ms()
         t0 = time.perf_counter()
         decoded = B.decode_batch(raws, self.codec, self.cfg.limits, consumed_at)
-        self.metrics.time_stage("decode", time.perf_counter() - t0)
+        self._steps["decode"] = time.perf_counter() - t0
+        self.metrics.time_stage("decode", self._steps["decode"])
         flood = self.poison.check(decoded.bad_flags)
         if flood is not None:
             raise PoisonFlood(flood_message(flood, decoded.bads[-1][1] if decoded.bads else None))
@@ -233,11 +252,14 @@ class Scorer:
             self.metrics.redis_up.set(1)
             for stage, seconds in scored.seconds.items():
                 self.metrics.time_stage(stage, seconds)
+            self._steps.update(scored.seconds)
             if self._deliver(scored.out, offsets, firsts, attempt):
                 break
             return  # rewound: the records come again in later batches
         self._resume()
+        t0 = time.perf_counter()
         self._account(decoded, scored, consumed_at)
+        self._steps["account"] = time.perf_counter() - t0
 
     def _deliver(
         self, out: list[B.OutRecord], offsets: dict[TP, int], firsts: dict[TP, int], attempt: int
@@ -245,7 +267,7 @@ class Scorer:
         t0 = time.perf_counter()
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            self.delivery.deliver(out, tps, self.consumer)
+            steps = self.delivery.deliver(out, tps, self.consumer)
         except DeliveryError as exc:
             self.metrics.kafka_up.set(0)
             self.metrics.batch_retries.labels(exc.cause).inc()
@@ -254,6 +276,7 @@ class Scorer:
             return False
         self.metrics.kafka_up.set(1)
         self.metrics.time_stage("produce", time.perf_counter() - t0)
+        self._steps.update(steps)
         return True
 
     def _account(self, decoded: B.Decoded, scored: B.Scored, consumed_at: int) -> None:

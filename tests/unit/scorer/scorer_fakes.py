@@ -131,7 +131,9 @@ class FakeDelivery:
     attempts: int = 0
     closed: bool = False
 
-    def deliver(self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Any) -> None:
+    def deliver(
+        self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Any
+    ) -> dict[str, float]:
         self.attempts += 1
         if self.fail:
             self.fail -= 1
@@ -139,6 +141,7 @@ class FakeDelivery:
         committed = {(tp.topic, tp.partition): tp.offset for tp in offsets}
         consumer.committed_offsets.update(committed)
         self.delivered.append((list(records), committed))
+        return {}
 
     def close(self) -> None:
         self.closed = True

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 from pathlib import Path
 
@@ -59,3 +60,19 @@ def test_too_many_slots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with cli.instance_slot("g", tmp_path), pytest.raises(ConfigError, match="more than 1 scorers"):
         with cli.instance_slot("g", tmp_path):
             pass
+
+
+def test_freeze_gc_takes_the_startup_heap_out_of_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        cli.freeze_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (cli.GC_GEN0_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_transactions_retry_concurrent_transactions_soon() -> None:
+    # librdkafka's default (100 ms) put a 100 ms stall into most back-to-back batches.
+    assert cli.TRANSACTIONAL_PRODUCER["retry.backoff.ms"] <= 10

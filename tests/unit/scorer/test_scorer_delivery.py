@@ -218,3 +218,10 @@ def test_at_least_once_commits_only_after_delivery() -> None:
     with pytest.raises(DeliveryError) as exc:
         d.deliver(RECORDS, OFFSETS, a_consumer(fail=error(KafkaError.REBALANCE_IN_PROGRESS)))
     assert exc.value.cause == "commit"
+
+
+def test_deliveries_say_how_long_each_step_took() -> None:
+    d, _, _ = transactional()
+    steps = d.deliver(RECORDS, OFFSETS, a_consumer())
+    assert set(steps) == {"produce", "send_offsets", "commit"}
+    assert all(s >= 0 for s in steps.values())

@@ -3,6 +3,7 @@ Redis failures, rewind after a failed delivery, revoked partitions, flood, stop.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,15 @@ def test_lag_gauge_per_partition_from_cached_watermarks(codec: Codec, registry: 
     lag = "fraudstream_scorer_consumer_lag_records"
     assert metrics.registry.get_sample_value(lag, {"partition": "0"}) == 1
     assert metrics.registry.get_sample_value(lag, {"partition": "1"}) == 4
+
+
+def test_trace_logs_each_batch_with_its_steps(
+    codec: Codec, registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scorer, *_ = make(codec, registry, logs(codec, 3), batch=4)
+    with caplog.at_level(logging.DEBUG, logger="services.scorer.loop.trace"):
+        scorer.run()
+    lines = [r.getMessage() for r in caplog.records if r.name == "services.scorer.loop.trace"]
+    assert [line.split()[:3] for line in lines] == [["batch", "1", "n=4"], ["batch", "2", "n=2"]]
+    steps = {part.split("=")[0] for part in lines[0].split()[3:]}
+    assert {"poll", "drain", "decode", "redis", "predict", "encode", "account", "lag"} <= steps

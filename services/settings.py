@@ -231,16 +231,10 @@ class ScorerSettings(KafkaSettings, RedisSettings, RegistrySettings, MetricsSett
     )
 
 
-class MonitorSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingSettings):
-    model_name: str = Field(
-        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model whose champion is monitored"
-    )
-    app_id: str = Field(
-        "fraudstream-monitor", min_length=1, description="faust app id (consumer group, table names)"
-    )
-    data_dir: Path = Field(
-        Path(".monitor"), description="faust local state directory (tables' RocksDB/memory cache)"
-    )
+class MonitorPolicySettings(Settings):
+    """The monitor's decision knobs, shared by ``monitor`` and ``backtest`` (same flags,
+    same variables), so a monitor and a backtest configured alike decide alike."""
+
     window_s: int = Field(
         86_400, ge=60, description="PSI tumbling window, seconds of event time (a day evens out daily cycles)"
     )
@@ -259,6 +253,18 @@ class MonitorSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingS
     drift_min_psi: float = Field(
         0.1, ge=0, description="PSI floor: drift needs PSI above max(this, the size-aware threshold)"
     )
+    drift_warmup_s: int = Field(
+        7 * 86400,
+        ge=0,
+        description="windows starting this soon after the first score never count as drift "
+        "(the features' history is still filling), seconds of event time",
+    )
+    label_wait_max_s: int | None = Field(
+        None,
+        ge=0,
+        description="longest event-time wait for labels behind the scores before deciding without "
+        "them; unset = wait as long as it takes (decisions equal a backtest's)",
+    )
     label_horizon_days: int = Field(
         90, ge=1, description="how long scored transactions are kept for the label join, days"
     )
@@ -270,6 +276,20 @@ class MonitorSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingS
     )
     retrain_cooldown_s: int = Field(
         7 * 86400, ge=0, description="after a retrain event, no other for this long (event time)"
+    )
+
+
+class MonitorSettings(
+    KafkaSettings, RegistrySettings, MetricsSettings, LoggingSettings, MonitorPolicySettings
+):
+    model_name: str = Field(
+        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model whose champion is monitored"
+    )
+    app_id: str = Field(
+        "fraudstream-monitor", min_length=1, description="faust app id (consumer group, table names)"
+    )
+    data_dir: Path = Field(
+        Path(".monitor"), description="faust local state directory (tables' RocksDB/memory cache)"
     )
 
 
@@ -310,10 +330,9 @@ class ReplaySettings(KafkaSettings, LoggingSettings):
     labels: bool = Field(True, description="also replay labels at their label time")
 
 
-class BacktestSettings(RegistrySettings, LoggingSettings):
+class BacktestSettings(RegistrySettings, LoggingSettings, MonitorPolicySettings):
     data: Path = Field(..., description="data set directory written by `fraudstream generate`")
     report: Path = Field(Path("reports/backtest.html"), description="HTML report path (JSON beside it)")
-    window_s: int = Field(86_400, ge=60, description="PSI window size, seconds of event time")
 
 
 class DemoSettings(StackSettings):

@@ -15,23 +15,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from services import settings
 from services.runtime import configure_logging, run_command
-from services.settings import BacktestSettings, ConfigError, MonitorSettings
+from services.settings import BacktestSettings, ConfigError, MonitorPolicySettings
 
 PROG = "fraudstream backtest"
 log = logging.getLogger(__name__)
-
-# The live monitor's decision knobs. The backtest reads them exactly as the monitor
-# does (flag, then FRAUDSTREAM_* variable, then MonitorSettings' default), so a monitor
-# and a backtest configured from one environment decide alike. They belong in a settings
-# mixin shared by MonitorSettings and BacktestSettings; until then they are plain flags.
-POLICY_FIELDS = (
-    "window_min_records", "allowed_lateness_s", "drift_consecutive", "drift_alpha", "drift_min_psi",
-    "label_horizon_days", "recall_min_maturity", "recall_margin", "retrain_cooldown_s",
-)  # fmt: skip
 
 EPILOG = """\
 what-if thresholds: --threshold review=0.3,block=0.8 scores each model with those
@@ -75,12 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="reuse/write the feature matrix in DIR/.cache [default on]",
-    )
-    policy = parser.add_argument_group("monitor policy (as `fraudstream monitor`; same variables)")
-    settings.add_flags(
-        cast(argparse.ArgumentParser, policy),
-        MonitorSettings,
-        skip=set(MonitorSettings.model_fields) - set(POLICY_FIELDS),
     )
     return parser
 
@@ -137,13 +122,11 @@ def load_models(registry: Path, refs: Sequence[str]) -> list[Any]:
     return models
 
 
-def policy(args: argparse.Namespace, window_s: int) -> Any:
-    """The monitor's config, built by the monitor's own code from the monitor's settings."""
+def policy(cfg: MonitorPolicySettings) -> Any:
+    """The monitor's config, built by the monitor's own code from the shared policy settings."""
     from services.monitor.core import MonitorConfig
 
-    given = {name: getattr(args, name) for name in POLICY_FIELDS if getattr(args, name) is not None}
-    given["window_s"] = window_s
-    return MonitorConfig.from_settings(settings.load(MonitorSettings, given))
+    return MonitorConfig.from_settings(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +152,7 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     # those requests are the report's content, not news.
     logging.getLogger("services.monitor.core").setLevel(max(logging.ERROR, log.getEffectiveLevel()))
     plans = threshold_plans(args)
-    monitor_policy = policy(args, cfg.window_s)
+    monitor_policy = policy(cfg)
     models = load_models(cfg.registry, args.model or ["fraud@champion"])
     if not cfg.data.is_dir():
         raise ConfigError(f"--data {cfg.data} is not a directory; create one with `fraudstream generate`")

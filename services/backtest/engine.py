@@ -142,6 +142,8 @@ def policy_dict(policy: MonitorConfig) -> dict[str, Any]:
         "retrain_cooldown_s": policy.cooldown_ms // 1000,
         "recall_pool_days": policy.pool_days,
         "recall_min_frauds": policy.min_frauds,
+        "drift_warmup_s": policy.drift.warmup_ms // 1000,
+        "label_wait_max_s": None if policy.label_wait_max_ms is None else policy.label_wait_max_ms // 1000,
     }
 
 

@@ -7,10 +7,13 @@ by time, a transaction's score before a label at the same millisecond), with its
 as plain dicts and its metrics on a private registry. So drift windows, PSI, recall
 cohorts, cooldowns and retrain event ids come from the very code the service runs.
 
-Batches: runs of one kind, cut wherever the monitor's clock (``time - allowed
-lateness``) enters a new window. Drift does not depend on batching; recall is evaluated
-when that clock enters a new window, over the records the core holds by then, so
-cutting there makes each evaluation see exactly the records before the cut.
+Batches: runs of one kind, cut where ``time - allowed lateness`` enters a new window and
+at the live monitor's batch size. No decision depends on the cuts: the core decides on
+its event-time clock (:mod:`services.monitor.core`). In the merged order every label
+before a score has been given to the core by the time the score is, which is what the
+live monitor establishes by reading the labels topic to its end; after each run of
+scores the pass says so (:meth:`MonitorCore.labels_complete`), so the clock is the
+scores' watermark, as it is live once the labels are read.
 """
 
 from __future__ import annotations
@@ -130,9 +133,9 @@ def run_monitor(
     times[~is_score] = labels.label_ms[pos[~is_score]]
     events: list[dict[str, Any]] = []
     offsets = {0: 0, 1: 0}
-    # Cohorts are reported as of the last score: old cohorts mature, young ones still
-    # provisional. Later labels go on deciding, but by the last label the label horizon
-    # may have expired the early cohorts from the monitor's state.
+    # Cohorts are reported as of the last recall evaluation once the last score is in:
+    # old cohorts mature, young ones still provisional. The clock is the scores' time, so
+    # labels after the last score wait in the monitor's buffer.
     last_score = int(np.flatnonzero(is_score)[-1]) if is_score.any() else -1
     cohorts: list[CohortFigures] = []
     now: int | None = None
@@ -140,6 +143,7 @@ def run_monitor(
         kind, idx = int(kinds[lo]), pos[lo:hi]
         if kind == 0:
             emitted = core.on_scores(score_rows(rows, idx, offsets[0], champion.version))
+            emitted += core.labels_complete(int(times[hi - 1]))
         else:
             emitted = core.on_labels(label_rows(labels, idx, offsets[1]))
         offsets[kind] += hi - lo

@@ -19,6 +19,18 @@ its PSI exceeds ``max(that threshold, min_psi)``; drift is *declared* after
 ``consecutive`` evaluated windows in a row with a drifting variable (windows too small
 to evaluate neither extend nor break a run).
 
+Warm-up: the windows that start less than ``warmup_ms`` after the first record the
+tracker saw, or before the end of the period the reference was taken on
+(``Reference.fitted_until_ms``), are evaluated (PSI reported) but never count as drift,
+like windows too small to evaluate. The features' own history (7-day counts and sums,
+merchant averages) fills up during the first week of a stream, so early windows differ
+from a reference taken on a warm history although nothing drifted; the default policy
+waits out that horizon. Features that depend on a card's whole history (first time at a
+merchant, in a country, on a device; per-card z-scores) take weeks to settle after a cold
+start: a replay of history from its first day (the demo, a backtest) would flag the
+champion's own training period against its validation period, which says nothing about
+drift since the model was fitted.
+
 Retrain: one incident (a run of drifting windows, or a recall decay) gives at most one
 request, and none follows for ``cooldown_ms`` of event time. The id is a sha256 of
 model, version, reason and the first window's start: a replay or restart repeats it.
@@ -38,6 +50,9 @@ import numpy.typing as npt
 
 from services.core.psi import DEFAULT_EPSILON, BinSpec, bin_counts, psi
 
+# The longest history a feature looks back on (7-day card and merchant windows): the
+# monitor's default drift warm-up.
+FEATURE_HISTORY_MS = 7 * 86_400_000
 SCORE = "score"  # the name of the score's histogram next to the features'
 DRIFT, RECALL_DECAY = "DRIFT", "RECALL_DECAY"  # RetrainEvent reasons
 
@@ -108,6 +123,9 @@ class Reference:
     epsilon: float = DEFAULT_EPSILON
     n_ref: int = 0  # reference rows; 0 = unknown (treated as infinite)
     exempt: frozenset[str] = frozenset()  # PSI reported, never counted as drift
+    # The end of the data the reference was taken on (the champion's validation period):
+    # windows before it are the champion's own training data, never drift.
+    fitted_until_ms: int | None = None
 
     @property
     def n_features(self) -> int:
@@ -219,6 +237,7 @@ class DriftConfig:
     alpha: float = 0.01
     min_psi: float = 0.1
     consecutive: int = 3
+    warmup_ms: int = 0  # windows starting this soon after the first record never drift
 
 
 @dataclass(frozen=True)
@@ -231,23 +250,27 @@ class WindowEvaluation:
     psi: dict[str, float] = field(default_factory=dict)
     threshold: dict[str, float] = field(default_factory=dict)
     drifted: tuple[str, ...] = ()
+    warmup: bool = False  # within the warm-up: PSI reported, never drift
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "n": self.n, "late": self.late,
                 "evaluated": self.evaluated, "psi": dict(self.psi),
-                "threshold": dict(self.threshold), "drifted": list(self.drifted)}
+                "threshold": dict(self.threshold), "drifted": list(self.drifted),
+                "warmup": self.warmup}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WindowEvaluation:
         return cls(int(data["start"]), int(data["end"]), int(data["n"]), int(data["late"]),
                    bool(data["evaluated"]), {k: float(v) for k, v in data["psi"].items()},
-                   {k: float(v) for k, v in data["threshold"].items()}, tuple(data["drifted"]))
+                   {k: float(v) for k, v in data["threshold"].items()}, tuple(data["drifted"]),
+                   bool(data.get("warmup", False)))
 
 
 def evaluate(
-    window: WindowCounts, reference: Reference, wcfg: WindowConfig, dcfg: DriftConfig
+    window: WindowCounts, reference: Reference, wcfg: WindowConfig, dcfg: DriftConfig,
+    warmup: bool = False,
 ) -> WindowEvaluation:
-    """PSI and verdict of one closed window."""
+    """PSI and verdict of one closed window (no variable drifts in the warm-up)."""
     end = window.start + wcfg.window_ms
     if window.n < wcfg.min_records:
         return WindowEvaluation(window.start, end, window.n, window.late, evaluated=False)
@@ -258,10 +281,10 @@ def evaluate(
         values[name] = psi(spec.expected, counts, reference.epsilon)
         limits[name] = max(dcfg.min_psi, psi_threshold(
             degrees_of_freedom(spec), window.n, reference.n_ref, dcfg.alpha, n_tests))
-    drifted = tuple(
+    drifted = () if warmup else tuple(
         n for n in reference.names if n not in reference.exempt and values[n] > limits[n]
     )
-    return WindowEvaluation(window.start, end, window.n, window.late, True, values, limits, drifted)
+    return WindowEvaluation(window.start, end, window.n, window.late, True, values, limits, drifted, warmup)
 
 
 # --------------------------------------------------------------------------- detector
@@ -293,7 +316,7 @@ def detect(
     state: DetectorState, ev: WindowEvaluation, consecutive: int
 ) -> tuple[DetectorState, DriftAlarm | None]:
     """Feed one closed window; an alarm when a run first reaches ``consecutive`` windows."""
-    if not ev.evaluated:
+    if not ev.evaluated or ev.warmup:
         return state, None
     if not ev.drifted:
         return DetectorState(), None
@@ -368,6 +391,7 @@ class DriftTracker:
         self.windows: dict[int, WindowCounts] = {}
         self.evaluations: dict[int, WindowEvaluation] = {}
         self.max_event_ms: int | None = None
+        self.origin_ms: int | None = None  # the first record's event time: the warm-up's start
         self.detector = DetectorState()
 
     @property
@@ -377,6 +401,8 @@ class DriftTracker:
     def ingest(self, event_ms: npt.ArrayLike, features: np.ndarray, scores: np.ndarray) -> Assignment:
         """Count a batch (arrival order); returns where each record went."""
         a = assign(self.wcfg, event_ms, self.max_event_ms)
+        if self.origin_ms is None and a.starts.size:
+            self.origin_ms = int(np.asarray(event_ms, dtype=np.int64)[0])
         self.max_event_ms = a.max_event_ms
         accumulate(self.windows, self.reference, a, features, scores)
         return a
@@ -390,11 +416,18 @@ class DriftTracker:
         """Evaluate every window the watermark has passed and feed the detector."""
         out = []
         for start in self.due():
-            ev = evaluate(self.windows[start], self.reference, self.wcfg, self.dcfg)
+            ev = evaluate(self.windows[start], self.reference, self.wcfg, self.dcfg, self.in_warmup(start))
             self.evaluations[start] = ev
             self.detector, alarm = detect(self.detector, ev, self.dcfg.consecutive)
             out.append((ev, alarm))
         return out
+
+    def in_warmup(self, start_ms: int) -> bool:
+        fitted = self.reference.fitted_until_ms
+        if fitted is not None and start_ms < fitted:
+            return True
+        return (self.dcfg.warmup_ms > 0 and self.origin_ms is not None
+                and start_ms < self.origin_ms + self.dcfg.warmup_ms)
 
     def forget_before(self, start_ms: int) -> list[int]:
         """Drop evaluated windows that start before ``start_ms``; returns their starts."""

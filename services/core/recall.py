@@ -403,9 +403,14 @@ def baseline_from_manifest(metrics: Mapping[str, Any]) -> Baseline | None:
     return None
 
 
-def recent_mature(figs: Sequence[CohortFigures], pool_days: int) -> Pooled:
-    """The mature cohorts of the last ``pool_days`` days that have a mature cohort."""
-    mature = [f for f in figs if f.mature]
+def recent_mature(figs: Sequence[CohortFigures], pool_days: int, now_ms: int | None = None) -> Pooled:
+    """The mature cohorts of the last ``pool_days`` days that have a mature cohort.
+
+    With ``now_ms``, only cohorts whose day ended by then: a day still taking
+    transactions is not mature, and a decision must not depend on how many of its
+    transactions have arrived (the live monitor may decide later than a backtest, with
+    more of them in)."""
+    mature = [f for f in figs if f.mature and (now_ms is None or f.day_ms + DAY_MS <= now_ms)]
     if not mature:
         return pool([])
     newest = max(f.day_ms for f in mature)

@@ -46,6 +46,8 @@ class MonitorRuntime:
         self.core = self._new_core(champion)
         self.loaded_generation: int | None = None
         self.alive = {SCORES_AGENT: False, LABELS_AGENT: False}
+        self.labels_next: dict[int, int] = {}  # per labels partition: next offset not yet handled
+        self._checking_labels = False
         self.out = app.monitor_topics  # type: ignore[attr-defined]
 
     def _new_core(self, champion: Champion) -> MonitorCore:
@@ -83,6 +85,7 @@ class MonitorRuntime:
                                        self.latest_ms())
         await self.dead_letter(rejected, "scores")
         await self.publish(core, core.on_scores(rows))
+        await self.check_labels_read()
         self.metrics.batch_seconds.labels(SCORES_AGENT).observe(time.perf_counter() - started)
 
     async def handle_labels(self, raws: Sequence[Raw]) -> None:
@@ -92,7 +95,52 @@ class MonitorRuntime:
         rows, rejected = decode_labels(self.codec, raws, self.latest_ms())
         await self.dead_letter(rejected, "labels")
         await self.publish(core, core.on_labels(rows))
+        for raw in raws:
+            self.labels_next[raw.partition] = max(self.labels_next.get(raw.partition, 0), raw.offset + 1)
+        await self.check_labels_read()
         self.metrics.batch_seconds.labels(LABELS_AGENT).observe(time.perf_counter() - started)
+
+    async def check_labels_read(self) -> None:
+        """Open the decision clock when the labels topic is read to its end.
+
+        Decisions wait for the labels' event time to pass theirs; an idle labels topic
+        would hold them for ever. Every label is written before the transactions that
+        come after it in event time (the replay's order; in production a chargeback is
+        recorded when it happens), so once this worker has handled every label in the
+        topic, none before the newest score read so far is missing. The end offsets
+        are asked for after that score was read (read_committed: the last stable
+        offset). A label written later than that is late and applied on arrival.
+        """
+        core = self.core
+        if self._checking_labels or not core.waiting_on_labels():
+            return
+        upto = core.drift.tracker.max_event_ms
+        if upto is None:
+            return
+        self._checking_labels = True
+        try:
+            if not await self._labels_read_to_end():
+                return
+        finally:
+            self._checking_labels = False
+        await self.publish(core, core.labels_complete(upto))
+
+    async def _labels_read_to_end(self) -> bool:
+        consumer = self.app.consumer
+        topic = self.out[topics.LABELS].get_topic_name()
+        tps = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if not tps:  # none of ours (logged as a partial assignment): nothing to wait for
+            return True
+        ends = await consumer.highwaters(*tps)
+        starts = await consumer.earliest_offsets(*tps)
+        # faust commits only acked offsets, and a batch is acked once handled: what the
+        # group had committed when this worker started is handled too.
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in tps:
+            handled = max(self.labels_next.get(tp.partition, 0), committed.get(tp) or 0, starts.get(tp) or 0)
+            if handled < (ends.get(tp) or 0):
+                return False
+        return True
 
     def latest_ms(self) -> int:
         return int(self.clock() * 1000) + FUTURE_SKEW_MS
@@ -205,6 +253,8 @@ def register_agents(app: MonitorApp, runtime: MonitorRuntime, batch_max: int, ba
         # after a restart on a quiet topic.
         if not app.rebalancing and app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             runtime.ensure_loaded()
+            # Both topics quiet: decisions held for the labels still need the check.
+            await runtime.check_labels_read()
         runtime.core.refresh_figures()
 
     @app.timer(interval=CHAMPION_POLL_S, name="monitor-champion-poll")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,10 @@ def champion_from_manifest(manifest: Mapping[str, Any]) -> Champion:
             f"model {manifest.get('name')}@{manifest.get('version')} has no usable psi_reference "
             f"({exc}); retrain it with this code version"
         ) from None
+    split = manifest.get("split") or {}
+    fitted_until = (split.get("validation") or {}).get("end_ms")
+    if fitted_until is not None:
+        reference = replace(reference, fitted_until_ms=int(fitted_until))
     return Champion(
         name=str(manifest["name"]),
         version=str(manifest["version"]),

@@ -14,6 +14,13 @@ all entries in any order into the same records, a redelivered batch only rewrite
 is already known, and a crash leaves nothing half-applied. The day in the key is the
 record's event day (its label day while the score is unseen), so whole keys expire
 with the label horizon.
+
+Labels wait in a buffer until the monitor's clock passes their label time
+(:meth:`RecallKeeper.release`), so a recall evaluation as of time T sees exactly the
+labels with ``label_time < T`` whichever agent ran ahead. Buffered labels are logged as
+``<label day>|q|<partition>:<first>-<last>|<chunk>  {"q": [[txn_id, label_ms, is_fraud], ...]}``
+and a day's entries are deleted once the clock has passed the whole day; releasing a
+label twice (after a restart) changes nothing, as merging is idempotent.
 """
 
 from __future__ import annotations
@@ -52,15 +59,20 @@ class RecallKeeper:
         self.state = RecallState(horizon_days, prior)
         self.tracked = 0  # records with a score
         self.pending = 0  # records with only a label
+        self.buffer: list[tuple[str, int, bool]] = []  # labels the clock has not passed yet
+        self.buffer_max_ms: int | None = None
 
     def load(self) -> None:
         """Fold every logged record state into ``records``; rebuild the cohort sums."""
         self.records = {}
         self.state = RecallState(self.state.horizon_days, self.state.prior)
+        self.buffer, self.buffer_max_ms = [], None
         for _, value in list(self.kv.items()):
             if value is None:
                 continue
-            for txn_id, raw in value["r"]:
+            for txn_id, at, fraud in value.get("q", ()):
+                self._hold(str(txn_id), int(at), bool(fraud))
+            for txn_id, raw in value.get("r", ()):
                 self.records[txn_id] = combine(self.records.get(txn_id), TxnRecord.from_list(raw))
         self.tracked = self.pending = 0
         for rec in self.records.values():
@@ -83,18 +95,62 @@ class RecallKeeper:
             self._log(changed, f"s|{rows.partition[0]}:{rows.offset[0]}-{rows.offset[-1]}")
         return outcomes
 
-    def on_labels(self, rows: LabelRows) -> Counter[str]:
+    def on_labels(self, rows: LabelRows, released_ms: int | None) -> Counter[str]:
+        """Buffer the labels the clock has not passed (outcome ``buffered``); apply those
+        it has (``released_ms``: labels before it are applied) at once, as ``late``."""
         outcomes: Counter[str] = Counter()
         changed: dict[str, TxnRecord] = {}
+        held: dict[int, list[list[object]]] = defaultdict(list)
         for txn_id, at, fraud in zip(rows.txn_id, rows.label_ms, rows.is_fraud, strict=True):
+            if released_ms is None or at >= released_ms:
+                self._hold(txn_id, at, fraud)
+                held[at - at % DAY_MS].append([txn_id, at, fraud])
+                outcomes["buffered"] += 1
+                continue
+            outcomes["late"] += 1
+            old = self.records.get(txn_id)
+            new, _ = merge_label(old, at, fraud)
+            if self._replace(txn_id, old, new):
+                changed[txn_id] = new
+        if len(rows):
+            batch = f"{rows.partition[0]}:{rows.offset[0]}-{rows.offset[-1]}"
+            self._log(changed, f"l|{batch}")
+            for day, items in held.items():
+                self._put(f"{day}|q|{batch}", "q", items)
+        return outcomes
+
+    def release(self, before_ms: int) -> Counter[str]:
+        """Apply the buffered labels with ``label_time < before_ms``; returns their join
+        outcomes (joined, pending, updated, duplicate, stale)."""
+        outcomes: Counter[str] = Counter()
+        due = [lab for lab in self.buffer if lab[1] < before_ms]
+        if not due:
+            return outcomes
+        self.buffer = [lab for lab in self.buffer if lab[1] >= before_ms]
+        self.buffer_max_ms = max((lab[1] for lab in self.buffer), default=None)
+        changed: dict[str, TxnRecord] = {}
+        for txn_id, at, fraud in sorted(due, key=lambda lab: (lab[1], lab[2])):
             old = self.records.get(txn_id)
             new, outcome = merge_label(old, at, fraud)
             outcomes[outcome] += 1
             if self._replace(txn_id, old, new):
                 changed[txn_id] = new
-        if len(rows):
-            self._log(changed, f"l|{rows.partition[0]}:{rows.offset[0]}-{rows.offset[-1]}")
+        self._log(changed, f"l|released:{before_ms}")
+        # Only once the records are logged: a crash in between releases them again.
+        for key in [k for k, v in list(self.kv.items())
+                    if v is not None and "q" in v and int(k.split("|", 1)[0]) + DAY_MS <= before_ms]:
+            del self.kv[key]
         return outcomes
+
+    @property
+    def label_max_ms(self) -> int | None:
+        """The latest label time seen, applied or buffered."""
+        times = [t for t in (self.state.label_clock_ms, self.buffer_max_ms) if t is not None]
+        return max(times) if times else None
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buffer)
 
     def figures(self, now_ms: int, min_maturity: float) -> list[CohortFigures]:
         return self.state.figures(now_ms, min_maturity)
@@ -124,20 +180,27 @@ class RecallKeeper:
         self.state.apply(old, new)
         return True
 
+    def _hold(self, txn_id: str, at: int, fraud: bool) -> None:
+        self.buffer.append((txn_id, at, fraud))
+        self.buffer_max_ms = at if self.buffer_max_ms is None else max(self.buffer_max_ms, at)
+
     def _log(self, changed: dict[str, TxnRecord], batch: str) -> None:
         by_day: dict[int, list[list[object]]] = defaultdict(list)
         for txn_id, rec in changed.items():
             by_day[anchor_day(rec)].append([txn_id, rec.to_list()])
         for day, items in by_day.items():
-            for chunk, lo in enumerate(range(0, len(items), CHUNK)):
-                # Never overwrite an entry: a redelivered batch may log other records
-                # under the same name.
-                key = base = f"{day}|{batch}|{chunk}"
-                n = 0
-                while self.kv.get(key) is not None:
-                    n += 1
-                    key = f"{base}+{n}"
-                self.kv[key] = {"r": items[lo:lo + CHUNK]}
+            self._put(f"{day}|{batch}", "r", items)
+
+    def _put(self, name: str, field: str, items: list[list[object]]) -> None:
+        for chunk, lo in enumerate(range(0, len(items), CHUNK)):
+            # Never overwrite an entry: a redelivered batch may log other records
+            # under the same name.
+            key = base = f"{name}|{chunk}"
+            n = 0
+            while self.kv.get(key) is not None:
+                n += 1
+                key = f"{base}+{n}"
+            self.kv[key] = {field: items[lo:lo + CHUNK]}
 
     def _count(self, old: TxnRecord | None, new: TxnRecord | None) -> None:
         for rec, sign in ((old, -1), (new, 1)):
@@ -152,6 +215,6 @@ def records_of(kv_items: Sequence[tuple[str, dict]]) -> dict[str, TxnRecord]:
     """The records a log holds (for tests and tools reading a changelog)."""
     out: dict[str, TxnRecord] = {}
     for _, value in kv_items:
-        for txn_id, raw in value["r"]:
+        for txn_id, raw in value.get("r", ()):
             out[txn_id] = combine(out.get(txn_id), TxnRecord.from_list(raw))
     return out

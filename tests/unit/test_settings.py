@@ -107,3 +107,17 @@ def test_cli_lists_commands_and_refuses_unknown_ones() -> None:
     with contextlib.redirect_stderr(err):
         assert cli.main(["nope"]) == 2
     assert err.getvalue().count("\n") == 1
+
+
+def test_monitor_and_backtest_share_the_policy_settings() -> None:
+    from services.core.drift import FEATURE_HISTORY_MS
+    from services.settings import BacktestSettings, MonitorPolicySettings, MonitorSettings
+
+    policy = set(MonitorPolicySettings.model_fields)
+    assert policy <= set(MonitorSettings.model_fields) and policy <= set(BacktestSettings.model_fields)
+    cfg = load(BacktestSettings, {"data": "d", "label_wait_max_s": "3600"}, environ={})
+    assert cfg.label_wait_max_s == 3600 and cfg.drift_warmup_s * 1000 == FEATURE_HISTORY_MS
+    env = {"FRAUDSTREAM_DRIFT_WARMUP_S": "0"}
+    assert load(MonitorSettings, {}, environ=env).drift_warmup_s == 0
+    with pytest.raises(ConfigError, match="--label-wait-max-s"):
+        load(BacktestSettings, {"data": "d", "label_wait_max_s": "-1"}, environ={})

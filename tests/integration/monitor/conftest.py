@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.core import features, psi, topics
 from services.core.codec import Codec
+from services.core.drift import FEATURE_HISTORY_MS
 from services.registry import Registry
 from tests.helpers import stop_process, wait_until
 
@@ -31,6 +32,7 @@ NAMES = list(features.FEATURE_NAMES)
 N_FEATURES = len(NAMES)
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN_MS = 60_000
+ORIGIN = T0 - FEATURE_HISTORY_MS  # see MonitorEnv.produce_origin
 MODEL = "fraud"
 BASELINE_RECALL = 0.8
 TOPICS = (topics.SCORES, topics.LABELS, topics.RETRAIN, topics.MONITOR_DLQ)
@@ -142,6 +144,13 @@ class MonitorEnv:
 
     def produce_scores(self, stream: Stream, ids: Sequence[str] | None = None, **kw: Any) -> None:
         self.produce(topics.SCORES, self.score_values(stream, ids, **kw))
+
+    def produce_origin(self) -> None:
+        """One score a drift warm-up before T0. The warm-up (default: the features'
+        7-day history) starts at the monitor's first score; this puts streams that start
+        at T0 after it. (A ``--drift-warmup-s 0`` flag would say it directly.)"""
+        origin = Stream(np.array([ORIGIN]), np.zeros((1, N_FEATURES)), np.array([0.5]))
+        self.produce_scores(origin, ["origin"])
 
     def produce_labels(self, labels: Sequence[tuple[str, int, bool]]) -> None:
         self.produce(topics.LABELS, [

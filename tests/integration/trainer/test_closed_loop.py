@@ -233,7 +233,8 @@ def test_drift_retrain_shadow_promote_swap_rollback(
     warm_feature_store([t for t in world["txns"] if t["event_time"] < onset], redis_url, redis_namespace)
     monitor = start(["monitor", *env.kafka_flags(), "--registry", str(env.registry), "--model-name", "fraud",
                      "--app-id", env.prefix + "monitor", "--data-dir", str(env.tmp / "monitor"),
-                     "--window-s", "86400", "--window-min-records", "200", "--drift-consecutive", "2"],
+                     "--window-s", "86400", "--window-min-records", "200", "--drift-consecutive", "2",
+                     "--drift-warmup-s", "0"],  # the feature store is warm: no cold-start warm-up
                     env.tmp / "monitor.log")  # fmt: skip
     scorer = scorer_factory(scorer_group)
     wait_until(lambda: scorer.serves("champion", "1"), timeout=60, message="the scorer serves fraud@1")

@@ -79,7 +79,7 @@ def manifest_for(
         "feature_names": names,
         "feature_set_fingerprint": features.FEATURE_SET_FINGERPRINT,
         "thresholds": thresholds.to_dict(),
-        "psi_reference": psi.build_references(X, names, scores),
+        "psi_reference": psi.build_references(X, names, scores, exempt=features.DRIFT_EXEMPT),
         "metrics": {"test": {"label_based": {"recall_at_review_threshold": baseline}}},
         "params": {},
         "lightgbm_version": lightgbm.__version__,

@@ -275,3 +275,46 @@ def test_reference_from_manifest_requires_every_variable() -> None:
     with pytest.raises(ValueError, match="c"):
         Reference.from_manifest(good, ["a", "b", "c"])
     assert ref.names == ("f0", "f1", "f2", "score") and ref.n_ref == 20_000
+
+
+def test_warmup_windows_report_psi_but_never_drift() -> None:
+    """The first windows of a stream (cold feature history) differ from the reference:
+    within the warm-up they are evaluated, never counted; the onset after it fires at
+    its exact window."""
+    ref = make_reference()
+    t, X, s = stream(seed=7, windows=16, per_window=300, shift_from=None)
+    X[t < 4 * MIN, 0] += 1.5  # a cold start that looks like drift
+    X[t >= 10 * MIN, 0] += 1.5  # the real onset
+    s = 1.0 / (1.0 + np.exp(-X[:, 0]))
+    wcfg = WindowConfig(window_ms=MIN, min_records=100)
+    cold = DriftTracker(ref, wcfg, DriftConfig(consecutive=2))
+    cold.ingest(t, X, s)
+    alarms = [a for _, a in cold.close_due() if a is not None]
+    assert [a.first_start for a in alarms] == [0, 10 * MIN]
+    tracker = DriftTracker(ref, wcfg, DriftConfig(consecutive=2, warmup_ms=5 * MIN))
+    tracker.ingest(t[:10], X[:10], s[:10])
+    tracker.ingest(t[10:], X[10:], s[10:])
+    assert tracker.origin_ms == int(t[0])
+    out = tracker.close_due()
+    warm = [ev for ev, _ in out if ev.warmup]
+    # Windows that start within 5 minutes of the first record (which is after 0).
+    assert [ev.start for ev in warm] == [w * MIN for w in range(6)]
+    assert all(ev.evaluated and ev.psi["f0"] > 0.1 and ev.drifted == () for ev in warm[:4])
+    assert [a.first_start for _, a in out if a is not None] == [10 * MIN]
+    assert WindowEvaluation.from_dict(warm[0].to_dict()) == warm[0]
+
+
+def test_windows_before_the_reference_period_ends_never_drift() -> None:
+    """A replay from the champion's own training period: windows before the end of the
+    data its reference was taken on are reported, never drift."""
+    from dataclasses import replace
+
+    ref = replace(make_reference(), fitted_until_ms=8 * MIN)
+    t, X, s = stream(seed=8, windows=14, per_window=300, shift_from=None)
+    X[:, 0] += 1.5  # differs from the reference throughout
+    s = 1.0 / (1.0 + np.exp(-X[:, 0]))
+    tracker = DriftTracker(ref, WindowConfig(window_ms=MIN, min_records=100), DriftConfig(consecutive=2))
+    tracker.ingest(t, X, s)
+    out = tracker.close_due()
+    assert [ev.start for ev, _ in out if ev.warmup] == [w * MIN for w in range(8)]
+    assert [a.first_start for _, a in out if a is not None] == [8 * MIN]

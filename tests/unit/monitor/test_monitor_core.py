@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -71,6 +70,8 @@ def feed(core: MonitorCore, t: np.ndarray, X: np.ndarray, lo: int, hi: int, batc
     for a in range(lo, hi, batch):
         b = min(hi, a + batch)
         events = core.on_scores(rows(t[a:b], X[a:b], np.arange(a, b)))
+        # No labels topic here: every label there is (none) has been read.
+        events += core.labels_complete(int(t[b - 1]))
         for e in events:
             if deliver:
                 core.emitted(e)
@@ -176,23 +177,33 @@ def label_rows(ids: list[str], at: list[int], fraud: list[bool]) -> LabelRows:
     return LabelRows(ids, at, fraud, [0] * len(ids), list(range(len(ids))))
 
 
+def tick(core: MonitorCore, at: int, name: str) -> list[dict]:
+    """One score at ``at``: moves the clock (time is the scores' time)."""
+    X = np.zeros((1, 3))
+    events = core.on_scores(rows(np.array([at]), X, np.array([10**9 + at // MIN]), ids=[name]))
+    return events + core.labels_complete(at)
+
+
 def test_recall_with_labels_before_and_after_scores_and_duplicates() -> None:
     t, X, fraud, flagged, label_t = recall_world()
     ids = [f"t{i}" for i in range(t.size)]
     lab = np.flatnonzero(fraud)
     rng = np.random.default_rng(8)
     order = rng.permutation(lab)
-    core = new_core({}, {}, recall_margin=0.9)
+    core = new_core({}, {}, recall_margin=0.9, window=WindowConfig(DAY_MS, 0, 100))
     early, late = order[:150], order[150:]
     core.on_labels(label_rows([ids[i] for i in early], label_t[early].tolist(), [True] * early.size))
+    assert core.recall.buffered == early.size  # ahead of the clock: held
     for a in range(0, t.size, 1000):
         part = slice(a, a + 1000)
         core.on_scores(rows(t[part], X[part], np.arange(a, a + 1000), flagged=flagged[part]))
     both = np.concatenate([late, late[:50]])  # duplicates
     core.on_labels(label_rows([ids[i] for i in both], label_t[both].tolist(), [True] * both.size))
-    assert core.recall.pending == 0 and core.recall.tracked == t.size
+    end = int(label_t.max()) + DAY_MS
+    tick(core, end, "tick")
+    assert core.recall.buffered == 0 and core.recall.pending == 0 and core.recall.tracked == t.size + 1
     now = int(label_t.max()) + 200 * DAY_MS
-    figs = core.recall.figures(now, 0.8)
+    figs = [f for f in core.recall.figures(now, 0.8) if f.day_ms < end - end % DAY_MS]
     for f in figs:
         in_day = (t >= f.day_ms) & (t < f.day_ms + DAY_MS)
         assert f.frauds == int(fraud[in_day].sum())
@@ -203,81 +214,155 @@ def test_recall_with_labels_before_and_after_scores_and_duplicates() -> None:
     assert again.recall.records == core.recall.records
 
 
-def test_recall_decay_fires_only_on_mature_cohorts() -> None:
-    t, X, fraud, flagged, label_t = recall_world()
-    ids = [f"t{i}" for i in range(t.size)]
-    core = new_core({}, {}, recall_margin=0.1)  # baseline 0.8: recall 0.5 is a decay
-    core.on_scores(rows(t, X, np.arange(t.size), flagged=flagged))
+def test_labels_wait_for_the_scores_clock() -> None:
+    """A label is applied only once the clock (the scores' time) has passed a window
+    boundary after its label time: recall as of T sees exactly the labels before T."""
+    core = new_core({}, {}, window=WindowConfig(DAY_MS, 0, 1))
+    tick(core, T0, "a")
+    core.on_labels(label_rows(["a", "b"], [T0 + DAY_MS + 5, T0 + 3 * DAY_MS], [True, True]))
+    assert core.recall.buffered == 2 and core.recall.records["a"].label_ms is None
+    tick(core, T0 + 2 * DAY_MS + 1, "c")  # evaluations at day 1 and day 2
+    assert core.released_ms == T0 + 2 * DAY_MS
+    assert core.recall.records["a"].is_fraud and core.recall.buffered == 1
+    # A label the clock has passed already is late: applied at once.
+    core.on_labels(label_rows(["c"], [T0 + DAY_MS], [True]))
+    assert core.recall.records["c"].is_fraud
+    assert core.metrics.registry.get_sample_value(
+        "fraudstream_monitor_records_total", {"topic": "labels", "outcome": "late"}) == 1
+
+
+def test_decisions_wait_for_the_labels_frontier() -> None:
+    """Scores ahead of the labels: nothing is decided until the labels (or the reader's
+    word that the topic is read) pass the decision's time."""
+    t, X = drift_stream()
+    core = new_core({}, {})
+    events = core.on_scores(rows(t, X, np.arange(t.size)))
+    assert events == [] and core.waiting_on_labels() and len(core.queue) == 1
+    # A label 12 minutes in: the drift decision at minute 13 still waits.
+    assert core.on_labels(label_rows(["x"], [T0 + 12 * MIN], [False])) == []
+    [event] = core.on_labels(label_rows(["y"], [T0 + 13 * MIN], [False]))
+    assert (event["reason"], event["emitted_at"]) == ("DRIFT", T0 + 13 * MIN)
+    # The drift decision is stored with the queue only once delivered.
+    assert core.undelivered == 1
+    core.emitted(event)
+    assert core.state.get("r|fraud")["queue"] == [] and core.undelivered == 0
+
+
+def recall_stream(seed: int = 5, days: int = 60, per_day: int = 150) -> tuple:
+    """Scores for ``days`` days, 6% fraud, a third of it flagged; labels 1-40 days later
+    (many after the last score); a few later labels clear a fraud."""
+    rng = np.random.default_rng(seed)
+    n = days * per_day
+    t = np.sort(T0 + rng.integers(0, days * DAY_MS, n))
+    X = rng.normal(size=(n, 3))
+    fraud = rng.random(n) < 0.06
+    flagged = fraud & (rng.random(n) < 0.33)
     lab = np.flatnonzero(fraud)
-    # Labels by label time; "now" moves with them. Early on the cohorts are young.
-    order = lab[np.argsort(label_t[lab])]
-    events = []
-    for chunk in np.array_split(order, 40):
-        events += core.on_labels(label_rows([ids[i] for i in chunk], label_t[chunk].tolist(),
-                                            [True] * chunk.size))
-    assert events == []  # labels up to 20 days: the cohorts are not mature yet (prior median 21 d)
-    sentinel = int(label_t.max()) + 60 * DAY_MS
-    events = core.on_labels(label_rows(["nobody"], [sentinel], [False]))
-    assert len(events) == 1
-    ev = events[0]
-    assert ev["reason"] == "RECALL_DECAY" and ev["recall_baseline"] == 0.8
-    assert ev["recall"] == pytest.approx(0.5, abs=0.1) and ev["maturity"] >= 0.8
-    reg = core.metrics.registry
-    mature = reg.get_sample_value("fraudstream_monitor_recall",
-                                  {"kind": "flagged", "age_bucket": "60d+", "maturity": "mature"})
-    assert mature is not None and mature == pytest.approx(flagged[fraud].sum() / fraud.sum())
-    young = reg.get_sample_value("fraudstream_monitor_recall",
-                                 {"kind": "flagged", "age_bucket": "0-7d", "maturity": "provisional"})
-    assert young is not None and math.isnan(young)
+    label_t = t[lab] + rng.integers(DAY_MS, 40 * DAY_MS, lab.size)
+    ids = [f"t{i}" for i in lab]
+    cleared = lab[:20]
+    ids += [f"t{i}" for i in cleared]
+    label_t = np.concatenate([label_t, label_t[:20] + 3 * DAY_MS])
+    is_fraud = [True] * lab.size + [False] * cleared.size
+    order = np.argsort(label_t, kind="stable")
+    return t, X, flagged, [ids[i] for i in order], label_t[order], [is_fraud[i] for i in order]
 
 
-def test_recall_decisions_do_not_depend_on_batching() -> None:
-    """Recall is evaluated at every window "now" enters, also inside one batch: a batch of
-    labels spanning weeks (a fast replay) decides as the same records one by one do."""
-    t, X, fraud, flagged, label_t = recall_world()
-    lab = np.flatnonzero(fraud)
-    ticks = T0 + np.arange(10, 70) * DAY_MS  # labels of unknown transactions: "now" walks on
-    label_ids = [f"t{i}" for i in lab] + [f"nobody{k}" for k in range(ticks.size)]
-    label_at = np.concatenate([label_t[lab], ticks])
-    is_fraud = [True] * lab.size + [False] * ticks.size
-    order = np.argsort(label_at, kind="stable")
+def run_interleaved(schedule: list[tuple[str, int, int]], stream: tuple, restart_at: int | None = None,
+                    reader_says: bool = True) -> list[dict]:
+    """Feed score and label slices in the order given; returns the delivered events."""
+    t, X, flagged, lids, lt, ly = stream
+    state: dict = {}
+    txns: dict = {}
+    kw: dict[str, Any] = dict(window=WindowConfig(DAY_MS, 600_000, 100), recall_margin=0.1)
+    core = new_core(state, txns, **kw)
+    events: list[dict] = []
+    for step, (kind, lo, hi) in enumerate(schedule):
+        if step == restart_at:
+            core = new_core(state, txns, **kw)
+        if kind == "s":
+            out = core.on_scores(rows(t[lo:hi], X[lo:hi], np.arange(lo, hi), flagged=flagged[lo:hi]))
+            if reader_says:
+                out += core.labels_complete(int(t[hi - 1]))
+        else:
+            out = core.on_labels(label_rows(lids[lo:hi], lt[lo:hi].tolist(), ly[lo:hi]))
+        for e in out:
+            core.emitted(e)
+        events += out
+    return events
 
-    def run(score_batch: int, label_batch: int) -> list[dict]:
-        core = new_core({}, {}, window=WindowConfig(DAY_MS, 0, 100), recall_margin=0.1)
-        events = []
-        for a in range(0, t.size, score_batch):
-            part = slice(a, a + score_batch)
-            events += core.on_scores(rows(t[part], X[part], np.arange(t.size)[part], flagged=flagged[part]))
-        for a in range(0, order.size, label_batch):
-            idx = order[a:a + label_batch]
-            events += core.on_labels(label_rows([label_ids[i] for i in idx], label_at[idx].tolist(),
-                                                [is_fraud[i] for i in idx]))
-        for event in events:
-            core.emitted(event)
-        return events
 
-    whole = run(t.size, order.size)
-    decays = [e["emitted_at"] for e in whole if e["reason"] == "RECALL_DECAY"]
-    # Decays in the middle of the one label batch, a cooldown (7 days) apart.
-    assert len(decays) >= 2 and decays[-1] < ticks[-1]
-    assert all(b - a >= 7 * DAY_MS for a, b in zip(decays, decays[1:], strict=False))
-    assert all(at % DAY_MS == 0 for at in decays)  # as of a window's start
-    assert run(37, 1) == whole
-    assert run(1000, 53) == whole
+def test_recall_decisions_do_not_depend_on_which_stream_runs_ahead() -> None:
+    """The live agents read scores and labels at their own pace; decisions are the same
+    whichever runs ahead, however the batches fall, and across a restart."""
+    stream = recall_stream()
+    t, lt = stream[0], stream[4]
+    n, m = t.size, lt.size
+
+    def chunks(kind: str, total: int, size: int) -> list[tuple[str, int, int]]:
+        return [(kind, a, min(total, a + size)) for a in range(0, total, size)]
+
+    # The backtest's order: merged by time, a score before a label at the same time.
+    merged: list[tuple[str, int, int]] = []
+    si = li = 0
+    while si < n or li < m:
+        if li >= m or (si < n and t[si] <= lt[li]):
+            hi = si + 1
+            while hi < n and (li >= m or t[hi] <= lt[li]) and hi - si < 500:
+                hi += 1
+            merged.append(("s", si, hi))
+            si = hi
+        else:
+            hi = li + 1
+            while hi < m and (si >= n or lt[hi] < t[si]):
+                hi += 1
+            merged.append(("l", li, hi))
+            li = hi
+    reference = run_interleaved(merged, stream)
+    decays = [e for e in reference if e["reason"] == "RECALL_DECAY"]
+    assert len(decays) >= 2 and all(e["emitted_at"] % DAY_MS == 0 for e in decays)
+    assert all(e["emitted_at"] <= int(t.max()) for e in reference)  # time is the scores' time
+    # Only mature cohorts whose day has ended decide.
+    assert all(e["maturity"] >= 0.8 and e["window_end"] <= e["emitted_at"] for e in decays)
+
+    labels_first = chunks("l", m, 97) + chunks("s", n, 2000)
+    scores_first = chunks("s", n, 2000) + chunks("l", m, 60)
+    rng = np.random.default_rng(9)
+    shuffled: list[tuple[str, int, int]] = []
+    s_parts, l_parts = chunks("s", n, 333), chunks("l", m, 41)
+    while s_parts or l_parts:
+        pick = s_parts if (s_parts and (not l_parts or rng.random() < 0.7)) else l_parts
+        shuffled.append(pick.pop(0))
+    assert run_interleaved(labels_first, stream) == reference
+    assert run_interleaved(scores_first, stream, reader_says=False) == reference
+    assert run_interleaved(shuffled, stream) == reference
+    assert run_interleaved(shuffled, stream, restart_at=len(shuffled) // 2) == reference
 
 
 def test_expiry_drops_old_records_and_log_entries() -> None:
     t, X, fraud, flagged, label_t = recall_world()
     txns: dict = {}
-    core = new_core({}, txns, horizon_days=30)
+    core = new_core({}, txns, horizon_days=30, window=WindowConfig(DAY_MS, 0, 100))
     core.on_scores(rows(t, X, np.arange(t.size), flagged=flagged))
+    core.labels_complete(int(t.max()))
     assert core.recall.tracked == t.size
-    # A label 25 days after the last score moves "now": days older than 30 days go.
-    core.on_labels(label_rows(["late"], [int(t.max()) + 25 * DAY_MS], [False]))
-    now = core.recall_slot * MIN  # type: ignore[operator]
+    # A score 25 days after the last one moves the clock: days older than 30 days go.
+    tick(core, int(t.max()) + 25 * DAY_MS, "late")
+    now = core.released_ms
+    assert now is not None
     cutoff_day = (now - 30 * DAY_MS) - (now - 30 * DAY_MS) % DAY_MS
     kept = (t - t % DAY_MS) >= cutoff_day
-    assert 0 < core.recall.tracked == int(kept.sum()) < t.size
+    assert 0 < core.recall.tracked - 1 == int(kept.sum()) < t.size
     assert txns and all(int(key.split("|")[0]) >= cutoff_day for key in txns)
     assert min(core.recall.state.cohorts) >= cutoff_day
-    assert sum(c.n for c in core.recall.state.cohorts.values()) == int(kept.sum())
+    assert sum(c.n for c in core.recall.state.cohorts.values()) == int(kept.sum()) + 1
+
+
+def test_default_policy_waits_out_the_feature_history() -> None:
+    from services import settings
+    from services.core.drift import FEATURE_HISTORY_MS
+    from services.settings import MonitorSettings
+
+    cfg = MonitorConfig.from_settings(settings.load(MonitorSettings, {}, environ={}))
+    assert cfg.drift.warmup_ms == FEATURE_HISTORY_MS == 7 * DAY_MS
+    assert cfg.label_wait_max_ms is None

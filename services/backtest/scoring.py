@@ -39,24 +39,31 @@ def predict(model: HasBooster, X: npt.NDArray[np.float64], num_threads: int = 0)
 
 class BlockScorer:
     """``submit`` each block of rows as it is built; ``scores`` waits and returns one
-    array per model, in submission order. One worker thread: the caller's thread is
-    the other core's worth of work."""
+    array per model, in submission order.
+
+    Each block goes to one worker thread (one LightGBM thread: the caller's thread,
+    building the next block, is the other core's worth of work) when the next block
+    arrives; the last block is predicted by ``scores`` with every core, as nothing is
+    being built any more. Small blocks keep that tail short."""
 
     def __init__(self, models: Sequence[HasBooster], num_threads: int = 1) -> None:
         self._models = list(models)
         self._threads = num_threads
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest-predict")
         self._blocks: list[Future[list[Scores]]] = []
+        self._last: npt.NDArray[np.float64] | None = None
 
     def submit(self, X: npt.NDArray[np.float64]) -> None:
-        self._blocks.append(self._pool.submit(self._predict, X))
+        if self._last is not None:
+            self._blocks.append(self._pool.submit(self._predict, self._last, self._threads))
+        self._last = X
 
-    def _predict(self, X: npt.NDArray[np.float64]) -> list[Scores]:
-        return [predict(model, X, self._threads) for model in self._models]
+    def _predict(self, X: npt.NDArray[np.float64], num_threads: int) -> list[Scores]:
+        return [predict(model, X, num_threads) for model in self._models]
 
     @property
     def submitted(self) -> bool:
-        return bool(self._blocks)
+        return self._last is not None
 
     def scores(self) -> list[Scores]:
         """Per model, the scores of every submitted row (empty arrays if none was)."""
@@ -64,6 +71,8 @@ class BlockScorer:
             parts = [block.result() for block in self._blocks]
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._last is not None:
+            parts.append(self._predict(self._last, 0))
         return [
             np.concatenate([p[i] for p in parts]) if parts else np.empty(0, dtype=np.float64)
             for i in range(len(self._models))

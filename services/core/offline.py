@@ -119,7 +119,7 @@ def build_features(
     store: OfflineFeatureStore | None = None,
     dedupe_horizon_ms: int | None = DEDUPE_HORIZON_MS,
     on_chunk: Callable[[npt.NDArray[np.float64]], None] | None = None,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = 10_000,
 ) -> FeatureFrame:
     """Features of ``txns`` in the order given (a fresh store unless one is passed).
 

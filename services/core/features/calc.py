@@ -146,7 +146,8 @@ def _next_card_event(
     in_order = t >= last
     if in_order:  # every kept event is <= t, and the 7 d window start is also the expiry
         hi = len(times)
-        lo7 = bisect_right(times, t - WINDOW_7D_MS)
+        # Mostly nothing expires: one comparison instead of a bisect call.
+        lo7 = 0 if times[0] > t - WINDOW_7D_MS else bisect_right(times, t - WINDOW_7D_MS)
     else:
         hi = bisect_right(times, t)  # kept events not newer than t: [.., hi)
         lo7 = bisect_right(times, t - WINDOW_7D_MS, 0, hi)
@@ -200,7 +201,8 @@ def _next_card_event(
     else:  # each sum in time order, then this amount: the same order on every path
         sum_1h = sum(amounts[lo1:hi]) + amount if lo1 < hi else amount
         sum_24h = sum(amounts[lo24:hi]) + amount if lo24 < hi else amount
-        sum_7d = sum(amounts[lo7:hi]) + amount
+        # The whole tuple when it is the window (the common case): no slice to copy.
+        sum_7d = (sum(amounts) if lo7 == 0 and hi == len(amounts) else sum(amounts[lo7:hi])) + amount
     features = (
         hi - lo1 + 1.0,
         hi - lo24 + 1.0,

@@ -1,12 +1,14 @@
 """Benchmark the feature path: offline build throughput and online (Redis) store throughput.
 
     python -m bench.features --out bench-features.json [--rows 1000000] [--online-rows 50000]
+        [--cards 50000] [--dense-cards 20000]
 
 Offline: ``build_features`` over a seeded synthetic stream with realistic cardinalities
-(20k cards, 2k merchants, 30 days, skew and favourite merchants as in the data generator,
+(50k cards, 2k merchants, 30 days, skew and favourite merchants as in the data generator,
 ~1% late events, ~0.1% redelivered duplicates), in chunks of 100k pre-built records so record creation is not
 timed. Cost per row grows with a card's kept events (up to ``CARD_WINDOW_CAP``), so a
-stream dominated by a few very busy cards is slower. Figures are CPU time
+stream dominated by a few very busy cards is slower: a second, dense run (20k cards, 50
+transactions per card a month) measures that. Figures are CPU time
 (``time.process_time``): on a shared machine wall time mostly measures the neighbours.
 
 Online: ``OnlineFeatureStore.process_batch`` in batches of ``--batch`` against a
@@ -46,6 +48,11 @@ from services.online import OnlineFeatureStore
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z
 DAY_MS = 86_400_000
 CHUNK = 100_000
+# 1M rows over 50k cards in 30 days is 20 transactions per card a month, twice the
+# density of `fraudstream generate`'s world; the dense run (20k cards, 50 a month)
+# shows how the cost grows with a card's kept events.
+CARDS = 50_000
+DENSE_CARDS = 20_000
 
 
 def synthetic_stream(
@@ -96,8 +103,8 @@ def synthetic_stream(
         yield previous
 
 
-def chunks(rows: int, seed: int) -> Iterator[list[dict[str, Any]]]:
-    stream = synthetic_stream(rows, seed)
+def chunks(rows: int, seed: int, cards: int) -> Iterator[list[dict[str, Any]]]:
+    stream = synthetic_stream(rows, seed, cards=cards)
     while True:
         chunk = [record for _, record in zip(range(CHUNK), stream, strict=False)]
         if not chunk:
@@ -105,11 +112,11 @@ def chunks(rows: int, seed: int) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def bench_offline(rows: int, seed: int) -> dict[str, Any]:
+def bench_offline(rows: int, seed: int, cards: int = CARDS) -> dict[str, Any]:
     store = OfflineFeatureStore()
     cpu = 0.0
     wall = 0.0
-    for chunk in chunks(rows, seed):
+    for chunk in chunks(rows, seed, cards):
         t0, w0 = time.process_time(), time.perf_counter()
         frame = build_features(chunk, store=store)
         cpu += time.process_time() - t0
@@ -117,6 +124,7 @@ def bench_offline(rows: int, seed: int) -> dict[str, Any]:
         assert frame.X.shape == (len(chunk), N_FEATURES)
     return {
         "rows": rows,
+        "tx_per_card_per_30_days": round(rows / cards, 1),
         "cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3),
         "rows_per_cpu_s": round(rows / cpu),
@@ -227,12 +235,18 @@ def redis_server(url: str | None) -> Iterator[redis.Redis]:
 
 
 def table(result: dict[str, Any]) -> str:
-    off, on = result["offline"], result["online"]
+    on = result["online"]
+    offline = [("offline", result["offline"]), ("dense", result.get("offline_dense"))]
     return "\n".join(
         [
             f"{'path':<8} {'rows':>9} {'rows/s':>10}  notes",
-            f"{'offline':<8} {off['rows']:>9} {off['rows_per_cpu_s']:>10}  "
-            f"CPU time; {off['rows_per_wall_s']} rows/s wall; peak RSS {off['peak_rss_mib']} MiB",
+            *(
+                f"{name:<8} {off['rows']:>9} {off['rows_per_cpu_s']:>10}  "
+                f"CPU time, {off['cards']} cards ({off['tx_per_card_per_30_days']} tx/card/month); "
+                f"{off['rows_per_wall_s']} rows/s wall; peak RSS {off['peak_rss_mib']} MiB"
+                for name, off in offline
+                if off is not None
+            ),
             f"{'online':<8} {on['rows']:>9} {on['txn_per_s']:>10}  "
             f"wall, batch {on['batch']}: p50 {on['batch_ms_p50']} ms, p99 {on['batch_ms_p99']} ms; "
             f"CPU per txn: client {on['client_cpu_us_per_txn']} µs, Redis {on['redis_cpu_us_per_txn']} µs; "
@@ -248,17 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--online-rows", type=int, default=50_000, help="online rows")
     parser.add_argument("--batch", type=int, default=500, help="online batch size")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cards", type=int, default=CARDS, help="cards of the offline stream")
+    parser.add_argument(
+        "--dense-cards", type=int, default=DENSE_CARDS, help="cards of the dense offline run (0 = skip it)"
+    )
     args = parser.parse_args(argv)
-    if min(args.rows, args.online_rows, args.batch) < 1:
-        parser.error("--rows, --online-rows and --batch must be positive")
+    if min(args.rows, args.online_rows, args.batch, args.cards) < 1 or args.dense_cards < 0:
+        parser.error("--rows, --online-rows, --batch and --cards must be positive")
     url = os.environ.get("FRAUDSTREAM_REDIS_URL")
-    offline = bench_offline(args.rows, args.seed)
+    offline = bench_offline(args.rows, args.seed, args.cards)
+    dense = bench_offline(args.rows, args.seed, args.dense_cards) if args.dense_cards else None
     with redis_server(url) as client:
         online = bench_online(client, args.online_rows, args.batch, args.seed)
     result = {
         "benchmark": "features",
         "seed": args.seed,
         "offline": offline,
+        "offline_dense": dense,
         "online": online,
         "machine": {
             "cpus": os.cpu_count(),

@@ -150,24 +150,10 @@ class MerchantState:
                 return _new_window((m[0], m[1], m[2], m[3], m[4]))
             if memo_hour < hour < memo_hour + _SLIDE_MAX_H:
                 return self._slide(hour)
-        day = hour // 24
         lo_h, lo_d = self._lowest_read(hour)
-        if lo_h <= hour:
-            hours = range(lo_h, hour + 1)
-            count_1h = self.hour_counts.get(hour, 0)
-            count_24h = sum(map(self.hour_counts.get, hours, _ZEROS))
-            new_cards_24h = sum(map(self.hour_new_cards.get, hours, _ZEROS)) if self.hour_new_cards else 0
-        else:
-            count_1h = count_24h = new_cards_24h = 0
-        if lo_d <= day:
-            days = range(lo_d, day + 1)
-            count_7d = sum(map(self.day_counts.get, days, _ZEROS))
-            cents_7d = sum(map(self.day_cents.get, days, _ZEROS))
-        else:
-            count_7d = cents_7d = 0
-        self._memo_hour = hour
-        self._memo = [count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d]
-        return _new_window((count_1h, count_24h, new_cards_24h, count_7d, cents_7d))
+        count_1h, count_24h, new_cards_24h = self._read_hours(lo_h, hour)
+        count_7d, cents_7d = self._read_days(lo_d, hour // 24)
+        return self._remember(hour, count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d)
 
     def _slide(self, hour: int) -> MerchantWindow:
         """The window of ``hour``, a little after the memo's hour, from the memo: drop the
@@ -186,8 +172,8 @@ class MerchantState:
                 lo_h = w - _HOURLY_SPAN
             if w // 24 - _DAILY_SPAN > lo_d:
                 lo_d = w // 24 - _DAILY_SPAN
-        hc, hn = self.hour_counts, self.hour_new_cards
         if lo_h <= memo_hour:  # the windows overlap: slide
+            hc, hn = self.hour_counts, self.hour_new_cards
             gone = range(lo_h0, lo_h)
             new = range(memo_hour + 1, hour + 1)
             count_24h = m[1] - sum(map(hc.get, gone, _ZEROS)) + sum(map(hc.get, new, _ZEROS))
@@ -196,24 +182,36 @@ class MerchantState:
             else:
                 new_cards_24h = 0
             count_1h = hc.get(hour, 0)
-        elif lo_h <= hour:
-            hours = range(lo_h, hour + 1)
-            count_1h = hc.get(hour, 0)
-            count_24h = sum(map(hc.get, hours, _ZEROS))
-            new_cards_24h = sum(map(hn.get, hours, _ZEROS)) if hn else 0
         else:
-            count_1h = count_24h = new_cards_24h = 0
+            count_1h, count_24h, new_cards_24h = self._read_hours(lo_h, hour)
         if lo_d == lo_d0 and day == memo_hour // 24:
             count_7d, cents_7d = m[3], m[4]
-        elif lo_d <= day:
-            days = range(lo_d, day + 1)
-            count_7d = sum(map(self.day_counts.get, days, _ZEROS))
-            cents_7d = sum(map(self.day_cents.get, days, _ZEROS))
         else:
-            count_7d = cents_7d = 0
+            count_7d, cents_7d = self._read_days(lo_d, day)
+        return self._remember(hour, count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d)
+
+    def _read_hours(self, lo_h: int, hour: int) -> tuple[int, int, int]:
+        """count_1h, count_24h and new_cards_24h from the hourly buckets ``[lo_h, hour]``."""
+        if lo_h > hour:
+            return 0, 0, 0
+        hours = range(lo_h, hour + 1)
+        hc, hn = self.hour_counts, self.hour_new_cards
+        return hc.get(hour, 0), sum(map(hc.get, hours, _ZEROS)), sum(map(hn.get, hours, _ZEROS)) if hn else 0
+
+    def _read_days(self, lo_d: int, day: int) -> tuple[int, int]:
+        """count_7d and cents_7d from the daily buckets ``[lo_d, day]``."""
+        if lo_d > day:
+            return 0, 0
+        days = range(lo_d, day + 1)
+        return sum(map(self.day_counts.get, days, _ZEROS)), sum(map(self.day_cents.get, days, _ZEROS))
+
+    def _remember(
+        self, hour: int, c1: int, c24: int, new24: int, c7: int, cents7: int, lo_h: int, lo_d: int
+    ) -> MerchantWindow:
+        """Keep the window of ``hour`` (and its lowest reads) as the memo; return it."""
         self._memo_hour = hour
-        self._memo = [count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d]
-        return _new_window((count_1h, count_24h, new_cards_24h, count_7d, cents_7d))
+        self._memo = [c1, c24, new24, c7, cents7, lo_h, lo_d]
+        return _new_window((c1, c24, new24, c7, cents7))
 
     def _lowest_read(self, hour: int) -> tuple[int, int]:
         """The lowest hour and day the windows of ``hour`` read: never below the horizon

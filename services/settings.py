@@ -195,6 +195,12 @@ class ScorerSettings(KafkaSettings, RedisSettings, RegistrySettings, MetricsSett
         "exactly-once", description="Kafka delivery guarantee for scores"
     )
     batch_max_records: int = Field(500, ge=1, le=100_000, description="records per micro-batch")
+    txn_marker_ttl_s: int = Field(
+        8 * 86400,
+        ge=3600,
+        description="how long Redis remembers a scored txn_id (its vector, for redelivery), seconds; "
+        "memory is about 300 bytes x transactions in this window",
+    )
     batch_max_ms: int = Field(
         50, ge=0, le=60_000, description="longest wait to fill a micro-batch, milliseconds"
     )

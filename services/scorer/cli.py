@@ -258,7 +258,7 @@ def make_store(settings: ScorerSettings) -> tuple[OnlineFeatureStore, redis.Redi
         # sleeps) would block the loop for a minute per call.
         retry=Retry(NoBackoff(), 1),
     )
-    return OnlineFeatureStore(client, settings.redis_namespace), client
+    return OnlineFeatureStore(client, settings.redis_namespace, txn_ttl_s=settings.txn_marker_ttl_s), client
 
 
 def redis_answers(client: redis.Redis) -> bool:

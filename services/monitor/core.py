@@ -311,6 +311,10 @@ class MonitorCore:
         m = self.metrics
         m.tracked.set(self.recall.tracked)
         m.pending_labels.set(self.recall.pending)
+        m.buffered_labels.set(len(self.recall.buffer))
+        clock = self.clock_ms()
+        if clock is not None:
+            m.decision_clock.set(clock / 1000.0)
         wm = self.drift.watermark_ms
         if wm is not None:
             m.watermark.set(wm / 1000.0)

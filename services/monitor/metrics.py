@@ -54,6 +54,13 @@ class MonitorMetrics:
         self.watermark = Gauge(PREFIX + "watermark_seconds",
                                "Event-time watermark of the scores (max event time - allowed lateness)",
                                registry=r)
+        self.decision_clock = Gauge(PREFIX + "decision_clock_seconds",
+                                    "Event time retrain decisions have reached: min(score watermark, "
+                                    "label frontier); behind the watermark while waiting for labels",
+                                    registry=r)
+        self.buffered_labels = Gauge(PREFIX + "buffered_labels",
+                                     "Labels held until the decision clock passes their label time",
+                                     registry=r)
         # Records
         self.records = Counter(PREFIX + "records_total", "Records read, by topic and outcome",
                                ["topic", "outcome"], registry=r)

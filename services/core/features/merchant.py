@@ -56,6 +56,7 @@ class MerchantWindow(NamedTuple):
 
 
 _new_window = partial(tuple.__new__, MerchantWindow)  # skips NamedTuple.__new__: hot path
+_EMPTY = MerchantWindow(0, 0, 0, 0, 0)
 
 
 class MerchantView(Protocol):
@@ -81,6 +82,10 @@ class MerchantState:
         "day_cents",
         "_memo_hour",
         "_memo",
+        "_memo_lo_h",
+        "_memo_lo_d",
+        "_memo_day",
+        "_tidy",
     )
 
     def __init__(
@@ -96,10 +101,16 @@ class MerchantState:
         self.hour_new_cards: dict[int, int] = dict(hour_new_cards or {})
         self.day_counts: dict[int, int] = dict(day_counts or {})
         self.day_cents: dict[int, int] = dict(day_cents or {})
-        # window(_memo_hour) as [count_1h, count_24h, new_cards_24h, count_7d, cents_7d,
-        # lowest hour read, lowest day read]
+        # The memo: window(_memo_hour), and the lowest hour and day it read.
         self._memo_hour: int | None = None
-        self._memo: list[int] = []
+        self._memo: MerchantWindow = _EMPTY
+        self._memo_lo_h = 0
+        self._memo_lo_d = 0
+        self._memo_day = 0  # _memo_hour // 24, the same int object while it is unchanged
+        # True once seen that no bucket lies above the watermark (its hour or day; no
+        # buckets at all while it is None). :meth:`add` keeps that true, so then every
+        # bucket after a memo at or above the watermark is known empty without a read.
+        self._tidy = False
 
     def __repr__(self) -> str:
         return (
@@ -146,14 +157,72 @@ class MerchantState:
         memo_hour = self._memo_hour
         if memo_hour is not None:
             if hour == memo_hour:
-                m = self._memo
-                return _new_window((m[0], m[1], m[2], m[3], m[4]))
-            if memo_hour < hour < memo_hour + _SLIDE_MAX_H:
-                return self._slide(hour)
+                return self._memo
+            if hour > memo_hour:
+                w = self.watermark
+                if w is not None and memo_hour >= w and self._tidy:
+                    return self._advance(hour, memo_hour)
+                if hour < memo_hour + _SLIDE_MAX_H:
+                    return self._slide(hour)
+        if not self._tidy:
+            self._tidy = self._check_tidy()
         lo_h, lo_d = self._lowest_read(hour)
         count_1h, count_24h, new_cards_24h = self._read_hours(lo_h, hour)
         count_7d, cents_7d = self._read_days(lo_d, hour // 24)
         return self._remember(hour, count_1h, count_24h, new_cards_24h, count_7d, cents_7d, lo_h, lo_d)
+
+    def _advance(self, hour: int, memo_hour: int) -> MerchantWindow:
+        """The window of ``hour``, after a memo at or above the watermark (the common
+        case: the merchant's previous transaction, or a later read): every bucket after
+        the memo's hour is empty (tidy), and the horizon is below both windows (it is
+        under the watermark), so the windows only lose the buckets that left them."""
+        _, count_24h, new_cards_24h, count_7d, cents_7d = self._memo
+        lo_h = hour - 23  # memo_hour - 23 was the memo's lowest hour read
+        if lo_h - memo_hour > 0:  # no overlap: every bucket in the windows is empty
+            count_24h = new_cards_24h = 0
+        elif lo_h - memo_hour == -22:  # one hour on: one bucket left
+            gone_h = lo_h - 1
+            if count_24h:
+                count_24h -= self.hour_counts.get(gone_h, 0)
+            if new_cards_24h:
+                new_cards_24h -= self.hour_new_cards.get(gone_h, 0)
+        else:
+            gone = range(memo_hour - 23, lo_h)
+            if count_24h:
+                count_24h -= sum(map(self.hour_counts.get, gone, _ZEROS))
+            if new_cards_24h:
+                new_cards_24h -= sum(map(self.hour_new_cards.get, gone, _ZEROS))
+        day = hour // 24
+        lo_d = day - 6
+        memo_day = self._memo_day
+        if day != memo_day:
+            self._memo_day = day
+            if lo_d > memo_day:
+                count_7d = cents_7d = 0
+            else:
+                gone = range(memo_day - 6, lo_d)
+                count_7d -= sum(map(self.day_counts.get, gone, _ZEROS))
+                cents_7d -= sum(map(self.day_cents.get, gone, _ZEROS))
+        self._memo_hour = hour
+        self._memo_lo_h = lo_h
+        self._memo_lo_d = lo_d
+        memo = self._memo = _new_window((0, count_24h, new_cards_24h, count_7d, cents_7d))
+        return memo
+
+    def _check_tidy(self) -> bool:
+        w = self.watermark
+        if w is None:
+            return not (self.hour_counts or self.hour_new_cards or self.day_counts or self.day_cents)
+        d = w // 24
+        # (and no negative hour bucket: a zero 24 h sum then means no bucket to drop)
+        return (
+            min(self.hour_counts.values(), default=0) >= 0
+            and min(self.hour_new_cards.values(), default=0) >= 0
+            and max(self.hour_counts, default=w) <= w
+            and max(self.hour_new_cards, default=w) <= w
+            and max(self.day_counts, default=d) <= d
+            and max(self.day_cents, default=d) <= d
+        )
 
     def _slide(self, hour: int) -> MerchantWindow:
         """The window of ``hour``, a little after the memo's hour, from the memo: drop the
@@ -162,7 +231,7 @@ class MerchantState:
         dropped buckets are at or above the memo's lowest read, which trimming never
         reaches while the memo is valid (see :meth:`add`)."""
         m = self._memo
-        memo_hour, lo_h0, lo_d0 = self._memo_hour, m[5], m[6]
+        memo_hour, lo_h0, lo_d0 = self._memo_hour, self._memo_lo_h, self._memo_lo_d
         assert memo_hour is not None
         day = hour // 24
         lo_h, lo_d = hour - 23, day - 6  # self._lowest_read(hour), inlined: hot path
@@ -210,8 +279,11 @@ class MerchantState:
     ) -> MerchantWindow:
         """Keep the window of ``hour`` (and its lowest reads) as the memo; return it."""
         self._memo_hour = hour
-        self._memo = [c1, c24, new24, c7, cents7, lo_h, lo_d]
-        return _new_window((c1, c24, new24, c7, cents7))
+        self._memo_day = hour // 24
+        self._memo_lo_h = lo_h
+        self._memo_lo_d = lo_d
+        memo = self._memo = _new_window((c1, c24, new24, c7, cents7))
+        return memo
 
     def _lowest_read(self, hour: int) -> tuple[int, int]:
         """The lowest hour and day the windows of ``hour`` read: never below the horizon
@@ -230,39 +302,72 @@ class MerchantState:
     def add(self, delta: MerchantDelta) -> None:
         """Apply a transaction's increments; mirrors the Redis merchant script exactly."""
         hour, cents, new_card = delta
+        w = self.watermark
+        memo_hour = self._memo_hour
+        if hour == memo_hour and (w is None or hour >= w):
+            # The usual case: the delta of the transaction whose window the memo is, at
+            # or above the watermark. The memo's lowest reads are then at most ``hour``
+            # and its day, and above the new horizon: the delta lands in every window.
+            # The memo's hour and day are the int objects that keyed its buckets when
+            # they were new: lookups then match by identity, without reading the keys.
+            hour, day = memo_hour, self._memo_day
+            hc = self.hour_counts
+            hc[hour] = hc.get(hour, 0) + 1
+            if new_card:
+                hn = self.hour_new_cards
+                hn[hour] = hn.get(hour, 0) + 1
+            dc = self.day_counts
+            dc[day] = dc.get(day, 0) + 1
+            dc = self.day_cents
+            dc[day] = dc.get(day, 0) + cents
+            if w is None or hour > w:
+                if w is None or day > w // 24:
+                    self._trim(hour)
+                self.watermark = hour
+            c1, c24, new24, c7, cents7 = self._memo
+            self._memo = _new_window(
+                (c1 + 1, c24 + 1, new24 + 1 if new_card else new24, c7 + 1, cents7 + cents)
+            )
+            return
         day = hour // 24
-        hc, dc = self.hour_counts, self.day_counts
+        hc = self.hour_counts
         hc[hour] = hc.get(hour, 0) + 1
         if new_card:
-            hk = self.hour_new_cards
-            hk[hour] = hk.get(hour, 0) + 1
+            hn = self.hour_new_cards
+            hn[hour] = hn.get(hour, 0) + 1
+        dc = self.day_counts
         dc[day] = dc.get(day, 0) + 1
-        self.day_cents[day] = self.day_cents.get(day, 0) + cents
-        w = self.watermark
-        moved = w is None or hour > w
-        if moved:
+        dc = self.day_cents
+        dc[day] = dc.get(day, 0) + cents
+        if w is None or hour > w:
             if w is None or day > w // 24:
                 self._trim(hour)
             self.watermark = hour
-        memo_hour = self._memo_hour
         if memo_hour is None:
             return
         memo = self._memo
+        lo_h, lo_d = self._memo_lo_h, self._memo_lo_d
         # The memo's lowest reads follow the watermark's horizon; when it moved (to
         # ``hour``) and now cuts into them, the memo's windows lost buckets.
-        if moved and (hour - _HOURLY_SPAN > memo[5] or day - _DAILY_SPAN > memo[6]):
-            self._memo_hour = None
-            return
+        if w is None or hour > w:
+            if hour - _HOURLY_SPAN > lo_h or day - _DAILY_SPAN > lo_d:
+                self._memo_hour = None
+                return
         # Trimming only drops buckets below the (unchanged) lowest reads: the memo holds.
-        if memo[5] <= hour <= memo_hour:
-            memo[1] += 1
-            if new_card:
-                memo[2] += 1
-            if hour == memo_hour:
-                memo[0] += 1
-        if memo[6] <= day <= memo_hour // 24:
-            memo[3] += 1
-            memo[4] += cents
+        in_hours = lo_h <= hour <= memo_hour
+        in_days = lo_d <= day <= memo_hour // 24
+        if in_hours or in_days:
+            c1, c24, new24, c7, cents7 = memo
+            if in_hours:
+                c24 += 1
+                if new_card:
+                    new24 += 1
+                if hour == memo_hour:
+                    c1 += 1
+            if in_days:
+                c7 += 1
+                cents7 += cents
+            self._memo = _new_window((c1, c24, new24, c7, cents7))
 
     def _trim(self, watermark: int) -> None:
         hour_floor = watermark - MERCHANT_HOURLY_KEEP_H  # buckets <= floor are dead

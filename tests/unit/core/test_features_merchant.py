@@ -166,3 +166,18 @@ def test_sliding_the_memo_forward_equals_a_fresh_read() -> None:
         fresh = MerchantState(m.watermark, m.hour_counts, m.hour_new_cards, m.day_counts, m.day_cents)
         assert m.window(hour) == fresh.window(hour), i
         m.add(MerchantDelta(hour, rng.randrange(1, 10_000), rng.random() < 0.3))
+
+
+def test_advancing_the_memo_past_an_untidy_state_equals_a_fresh_read() -> None:
+    # A state built with buckets above its watermark (or negative counts) is never
+    # assumed empty above the watermark: reads after the memo stay exact.
+    odd = [
+        (H0, {H0 + 2: 5, H0 - 1: 1}, {H0 + 2: 1}, {H0 // 24 + 1: 3}, {H0 // 24 + 1: 70}),
+        (H0, {H0 - 1: -2, H0: 1}, {H0 - 1: 1}, {}, {}),
+        (None, {H0 + 1: 1}, {}, {H0 // 24: 1}, {H0 // 24: 5}),
+    ]
+    for w, hc, hn, dc, ds in odd:
+        m = MerchantState(w, hc, hn, dc, ds)
+        for hour in (H0, H0 + 1, H0 + 2, H0 + 3, H0 + 30, H0 + 200):
+            fresh = MerchantState(w, hc, hn, dc, ds)
+            assert m.window(hour) == fresh.window(hour), (w, hour)

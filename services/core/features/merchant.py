@@ -310,39 +310,14 @@ class MerchantState:
             # and its day, and above the new horizon: the delta lands in every window.
             # The memo's hour and day are the int objects that keyed its buckets when
             # they were new: lookups then match by identity, without reading the keys.
-            hour, day = memo_hour, self._memo_day
-            hc = self.hour_counts
-            hc[hour] = hc.get(hour, 0) + 1
-            if new_card:
-                hn = self.hour_new_cards
-                hn[hour] = hn.get(hour, 0) + 1
-            dc = self.day_counts
-            dc[day] = dc.get(day, 0) + 1
-            dc = self.day_cents
-            dc[day] = dc.get(day, 0) + cents
-            if w is None or hour > w:
-                if w is None or day > w // 24:
-                    self._trim(hour)
-                self.watermark = hour
+            self._increment(memo_hour, self._memo_day, cents, new_card, w)
             c1, c24, new24, c7, cents7 = self._memo
             self._memo = _new_window(
                 (c1 + 1, c24 + 1, new24 + 1 if new_card else new24, c7 + 1, cents7 + cents)
             )
             return
         day = hour // 24
-        hc = self.hour_counts
-        hc[hour] = hc.get(hour, 0) + 1
-        if new_card:
-            hn = self.hour_new_cards
-            hn[hour] = hn.get(hour, 0) + 1
-        dc = self.day_counts
-        dc[day] = dc.get(day, 0) + 1
-        dc = self.day_cents
-        dc[day] = dc.get(day, 0) + cents
-        if w is None or hour > w:
-            if w is None or day > w // 24:
-                self._trim(hour)
-            self.watermark = hour
+        self._increment(hour, day, cents, new_card, w)
         if memo_hour is None:
             return
         memo = self._memo
@@ -368,6 +343,22 @@ class MerchantState:
                 c7 += 1
                 cents7 += cents
             self._memo = _new_window((c1, c24, new24, c7, cents7))
+
+    def _increment(self, hour: int, day: int, cents: int, new_card: bool, w: int | None) -> None:
+        """The buckets' increments and the watermark's move (``w``: the watermark before)."""
+        hc = self.hour_counts
+        hc[hour] = hc.get(hour, 0) + 1
+        if new_card:
+            hn = self.hour_new_cards
+            hn[hour] = hn.get(hour, 0) + 1
+        dc = self.day_counts
+        dc[day] = dc.get(day, 0) + 1
+        dc = self.day_cents
+        dc[day] = dc.get(day, 0) + cents
+        if w is None or hour > w:
+            if w is None or day > w // 24:
+                self._trim(hour)
+            self.watermark = hour
 
     def _trim(self, watermark: int) -> None:
         hour_floor = watermark - MERCHANT_HOURLY_KEEP_H  # buckets <= floor are dead

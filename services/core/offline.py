@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,7 @@ from services.core.features import (
 )
 
 DEDUPE_HORIZON_MS = 8 * DAY_MS
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,45 @@ class FeatureFrame:
         return len(self.txn_ids)
 
 
+class SeenIds(Generic[V]):
+    """The txn_ids a build has processed, each with a value (its vector, or its row),
+    forgotten ``horizon_ms`` of stream progress after they were seen (``None``: never)."""
+
+    def __init__(self, horizon_ms: int | None) -> None:
+        self._horizon = horizon_ms
+        self._first: dict[str, V] = {}
+        self._order: deque[tuple[int, str]] = deque()  # (stamp, txn_id), stamps ascending
+        self._newest = -(2**63)
+        self.get = self._first.get
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def remember(self, txn_id: str, event_time: int, value: V) -> None:
+        self._first[txn_id] = value
+        horizon = self._horizon
+        if horizon is None:
+            return
+        # Stamp an id with the stream's progress when it was seen (like the online marker's
+        # TTL, which runs from when it was written): a late event is remembered as long as
+        # an on-time one, and the queue stays sorted, so expiry is a pop from the left.
+        stamp = self._newest
+        if event_time > stamp:
+            stamp = self._newest = event_time
+        order = self._order
+        order.append((stamp, txn_id))
+        expired = stamp - horizon
+        while order[0][0] < expired:
+            del self._first[order.popleft()[1]]
+
+
 class OfflineFeatureStore:
     """Card and merchant state in dicts; :meth:`process` is the online store's twin."""
 
     def __init__(self, dedupe_horizon_ms: int | None = DEDUPE_HORIZON_MS) -> None:
         self.cards: dict[str, CardState] = {}
         self.merchants: dict[str, MerchantState] = {}
-        self._horizon = dedupe_horizon_ms
-        self._seen: dict[str, bytes] = {}  # txn_id -> packed first vector
-        self._seen_order: deque[tuple[int, str]] = deque()  # (event_time, txn_id)
-        self._newest = -(2**63)
+        self._seen: SeenIds[bytes] = SeenIds(dedupe_horizon_ms)  # txn_id -> packed first vector
 
     def process(self, txn: Mapping[str, Any]) -> Vector:
         """The features of ``txn``; the state moves on unless it is a duplicate."""
@@ -83,23 +113,9 @@ class OfflineFeatureStore:
         card_id: str = txn["card_id"]
         vector, self.cards[card_id], delta = compute(self.cards.get(card_id), merchant, txn)
         merchant.add(delta)
-        packed = self._seen[txn_id] = VECTOR_STRUCT.pack(*vector)
-        if self._horizon is not None:
-            self._expire_seen(txn_id, txn["event_time"], self._horizon)
+        packed = VECTOR_STRUCT.pack(*vector)
+        self._seen.remember(txn_id, txn["event_time"], packed)
         return packed
-
-    def _expire_seen(self, txn_id: str, event_time: int, horizon: int) -> None:
-        # Stamp an id with the stream's progress when it was seen (like the online marker's
-        # TTL, which runs from when it was written): a late event is remembered as long as
-        # an on-time one, and the queue stays sorted, so expiry is a pop from the left.
-        stamp = self._newest
-        if event_time > stamp:
-            stamp = self._newest = event_time
-        order = self._seen_order
-        order.append((stamp, txn_id))
-        expired = stamp - horizon
-        while order[0][0] < expired:
-            del self._seen[order.popleft()[1]]
 
     def card_state(self, card_id: str) -> CardState | None:
         return self.cards.get(card_id)

@@ -11,7 +11,7 @@ Modules: :mod:`.schema` (names, parameters, fingerprint, readable names), :mod:`
 function), :mod:`.vector` (vector bytes and named views).
 """
 
-from services.core.features.calc import NAN, Vector, compute
+from services.core.features.calc import NAN, Vector, card_features, compute, merchant_features
 from services.core.features.card import CardState, StateFormatError
 from services.core.features.merchant import (
     MerchantDelta,
@@ -31,7 +31,9 @@ from services.core.features.schema import (
     MCC_RISK_GROUP,
     MERCHANT_DAILY_KEEP_D,
     MERCHANT_HOURLY_KEEP_H,
+    N_CARD_FEATURES,
     N_FEATURES,
+    N_MERCHANT_FEATURES,
     READABLE,
     SEEN_CAP,
 )
@@ -49,7 +51,9 @@ __all__ = [
     "MCC_RISK_GROUP",
     "MERCHANT_DAILY_KEEP_D",
     "MERCHANT_HOURLY_KEEP_H",
+    "N_CARD_FEATURES",
     "N_FEATURES",
+    "N_MERCHANT_FEATURES",
     "NAN",
     "READABLE",
     "SEEN_CAP",
@@ -61,7 +65,9 @@ __all__ = [
     "MerchantWindow",
     "StateFormatError",
     "Vector",
+    "card_features",
     "compute",
+    "merchant_features",
     "named",
     "pack_vector",
     "unpack_vector",

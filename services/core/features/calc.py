@@ -30,7 +30,7 @@ from sys import intern
 from typing import Any
 
 from services.core.features.card import CardState
-from services.core.features.merchant import MerchantDelta, MerchantView
+from services.core.features.merchant import MerchantDelta, MerchantView, MerchantWindow
 from services.core.features.schema import (
     CARD_WINDOW_CAP,
     DAY_MS,
@@ -65,7 +65,18 @@ def compute(
     card: CardState | None, merchant: MerchantView, txn: Mapping[str, Any]
 ) -> tuple[Vector, CardState, MerchantDelta]:
     """Features of ``txn`` (ordered as ``FEATURE_NAMES``; NaN = missing), the card's new
-    state, and the increments ``txn`` adds to its merchant (apply them after this call)."""
+    state, and the increments ``txn`` adds to its merchant (apply them after this call).
+
+    The composition of :func:`card_features` and :func:`merchant_features`, which the
+    split offline build (``services.featurebuild``) runs in two processes."""
+    head, new_card, delta = card_features(card, txn)
+    return head + merchant_features(merchant.window(delta[0]), head[0]), new_card, delta
+
+
+def card_features(card: CardState | None, txn: Mapping[str, Any]) -> tuple[Vector, CardState, MerchantDelta]:
+    """The features of ``txn`` that need no merchant state (the first ``N_CARD_FEATURES``
+    of the vector: the transaction's own, then the card's), the card's new state, and
+    the merchant delta. The vector's first value is the amount."""
     t: int = txn["event_time"]
     amount = float(txn["amount"])
     # Interned: a card's kept events then share one string per merchant/country instead
@@ -93,21 +104,26 @@ def compute(
         card_part, new_card, new_merchant = _first_card_event(t, amount, merchant_id, country, device)
     else:
         card_part, new_card, new_merchant = _next_card_event(card, t, amount, merchant_id, country, device)
-    count_1h, count_24h, new_cards_24h, count_7d, cents_7d = merchant.window(hour)
+    delta = _new_delta((hour, round(amount * 100), new_merchant))
+    return own + card_part, new_card, delta
+
+
+def merchant_features(window: MerchantWindow, amount: float) -> Vector:
+    """The last ``N_MERCHANT_FEATURES`` of the vector: the merchant's traffic before the
+    transaction (``window`` at its hour) and its amount against the merchant's mean."""
+    count_1h, count_24h, new_cards_24h, count_7d, cents_7d = window
     if count_7d:
         merchant_mean = cents_7d / (100 * count_7d)
         to_merchant_mean = amount / merchant_mean if merchant_mean > 0.0 else NAN
     else:
         merchant_mean = to_merchant_mean = NAN
-    merchant_part = (
+    return (
         count_1h + 0.0,
         count_24h + 0.0,
         new_cards_24h + 0.0,
         merchant_mean,
         to_merchant_mean,
     )
-    delta = _new_delta((hour, round(amount * 100), new_merchant))
-    return own + card_part + merchant_part, new_card, delta
 
 
 def _first_card_event(

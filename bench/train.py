@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from services import cli, dataset
+from services.featurebuild.build import build_features
 from services.trainer.training import TrainConfig, content_sha256, train_on_features
 
 
@@ -29,15 +30,13 @@ def generate(directory: Path, days: int, seed: int) -> None:
 
 
 def measure(directory: Path, seed: int) -> dict[str, Any]:
-    from services.core import offline
-
     t0 = time.perf_counter()
     manifest = dataset.read_manifest(directory)
     txns = dataset.read_transactions(directory)
     labels = dataset.read_labels(directory)
     truth = dataset.read_truth(directory)
     t1 = time.perf_counter()
-    frame = offline.build_features(txns)
+    frame = build_features(txns)
     t2 = time.perf_counter()
     result = train_on_features(
         frame,

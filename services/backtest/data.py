@@ -1,7 +1,7 @@
 """The backtest's inputs: a verified data set as columns, with a feature cache.
 
-Features come from :func:`services.core.offline.build_features`, the code the trainer
-runs and the scorer runs online. Building them is the slow step (pure Python, one row
+Features come from :func:`services.featurebuild.build.build_features`, the feature code the
+trainer runs and the scorer runs online. Building them is the slow step (pure Python, one row
 at a time), so the frame is cached next to the data set as a plain ``.npz`` (no pickle:
 strings are fixed-width bytes, loaded with ``allow_pickle=False``), named after the
 feature-set fingerprint and checked against the sha256 of ``transactions.avro`` from the
@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from services import dataset
 from services.core.features import FEATURE_NAMES, FEATURE_SET_FINGERPRINT
-from services.core.offline import build_features
+from services.featurebuild.build import build_features
 
 log = logging.getLogger(__name__)
 

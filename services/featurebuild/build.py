@@ -18,6 +18,7 @@ The child only starts once a first full block is built: small streams never pay 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ import numpy.typing as npt
 
 import services
 from services.core.features import N_CARD_FEATURES, N_FEATURES, CardState, card_features
-from services.core.offline import DEDUPE_HORIZON_MS, FeatureFrame, SeenIds
+from services.core.offline import DEDUPE_HORIZON_MS, FeatureFrame, SeenIds, gc_paused
 from services.featurebuild.stage import HEADER, REPLY, ROW, MerchantStage, read_exactly
 
 CARD_PART = Struct(f"<{N_CARD_FEATURES}d")
@@ -180,22 +181,20 @@ class _SplitBuild:
     def run(self, txns: Iterator[Mapping[str, Any]]) -> FeatureFrame:
         stage: Stage | None = None
         pending: _Block | None = None
-        try:
+        with gc_paused(), contextlib.ExitStack() as cleanup:
             while True:
                 block = self._card_half(islice(txns, self._chunk_rows))
                 if stage is None:
                     # A full first block: more is likely to come, so start the process.
                     spawn = self._spawn and block.rows == self._chunk_rows
                     stage = ProcessStage() if spawn else LocalStage()
+                    cleanup.callback(stage.close)
                 if pending is not None:  # block k's merchant half ran while block k + 1 was built
                     self._assemble(pending, stage.receive(len(pending.wire) // ROW.size))
                 if not block.rows:
                     break
                 stage.send(block.new_merchants, len(block.wire) // ROW.size, bytes(block.wire))
                 pending = block
-        finally:
-            if stage is not None:
-                stage.close()
         X = np.concatenate(self._blocks) if self._blocks else np.empty((0, N_FEATURES))
         return FeatureFrame(
             txn_ids=self._txn_ids,

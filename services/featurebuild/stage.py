@@ -20,6 +20,7 @@ started by :mod:`services.featurebuild.build`, never by hand.
 
 from __future__ import annotations
 
+import gc
 import signal
 import struct
 import sys
@@ -82,6 +83,7 @@ def main() -> int:
     # The parent owns the build: Ctrl-C reaches the whole process group, and the parent
     # closes (or kills) this process itself, so it must not die of SIGINT first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # only short-lived tuples and no cycles: see services.core.offline.gc_paused
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (EOFError, BrokenPipeError) as exc:

@@ -14,7 +14,7 @@ For a ``RetrainEvent`` with ``window_end = T`` (event time; the job's "as of"):
    :mod:`services.trainer.promotion`; at most ``HOLDOUT_LOOKBACK_DAYS`` before the
    window, and never before the champion's fit cutoff) plus ``feature_warmup_days``, so
    per-card history features are warm on every row that is trained on or evaluated.
-3. **Features**: one pass of :func:`services.core.offline.build_features` over the read
+3. **Features**: one pass of :func:`services.featurebuild.build.build_features` over the read
    range in canonical order (the scorer's feature function).
 4. **Recipe**: :func:`services.trainer.training.train_on_features` (the recipe of
    ``fraudstream train`` after feature building) on the rows of the training window,
@@ -45,6 +45,7 @@ import numpy as np
 
 from services.core import offline
 from services.core.validate import ValidationError, validate_transaction
+from services.featurebuild.build import build_features
 from services.registry import ModelVersion, Registry, RegistryError, VerificationError, loader
 from services.trainer import lineage as lin
 from services.trainer import promotion
@@ -201,7 +202,7 @@ class RetrainJob:
         )
         txns, labels, reads = self._read(window)
         self._check_stop()
-        frame = offline.build_features(txns)
+        frame = build_features(txns)
         self._check_stop()
         in_window = (frame.event_time >= window.train_start) & (frame.event_time < window.as_of)
         try:

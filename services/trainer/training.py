@@ -5,7 +5,7 @@ plain records and returns text + JSON; it reads no files and no environment.
 
 Steps (see :mod:`services.trainer.split` for the split and label policy):
 
-1. Features come from :func:`services.core.offline.build_features`, the same feature
+1. Features come from :func:`services.featurebuild.build.build_features`, the same feature
    code the scorer runs online; nothing is recomputed here.
 2. Split by event time into train / validation / test.
 3. Fit labels: known at ``T = validation_end``; unknown = legitimate.
@@ -328,13 +328,14 @@ def train_model(
 ) -> TrainResult:
     """Build offline features for ``txns`` and run the recipe; see the module doc."""
     from services.core import offline
+    from services.featurebuild.build import build_features
 
     if not txns:
         raise TrainError("no transactions to train on")
     started = time.perf_counter()
     if not _in_event_time_order(txns):
         txns = offline.sort_by_event_time(txns)  # the canonical replay order
-    frame = offline.build_features(txns)
+    frame = build_features(txns)
     feature_seconds = round(time.perf_counter() - started, 3)
     log.info("built %d feature rows in %.1f s", len(frame.txn_ids), feature_seconds)
     return train_on_features(

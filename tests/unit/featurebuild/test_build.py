@@ -1,0 +1,97 @@
+"""The block build (one or two processes) against the row-at-a-time reference driver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.core.features import N_FEATURES
+from services.core.offline import DAY_MS, FeatureFrame
+from services.core.offline import build_features as reference
+from services.featurebuild import build
+from services.featurebuild.build import ProcessStage, StageError, build_features
+from tests.unit.core.test_features_golden import stream
+
+STREAM = stream(seed=3, n=3000)  # late events up to 8 days, ~2% duplicates of any earlier row
+
+
+def assert_same(got: FeatureFrame, want: FeatureFrame) -> None:
+    assert got.X.shape == want.X.shape
+    assert got.X.tobytes() == want.X.tobytes()  # bit for bit, NaN included
+    assert got.txn_ids == want.txn_ids
+    assert got.card_ids == want.card_ids
+    assert got.event_time.tolist() == want.event_time.tolist()
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 250, 10_000])
+def test_one_process_equals_the_reference(chunk_rows: int) -> None:
+    assert_same(build_features(STREAM, processes=1, chunk_rows=chunk_rows), reference(STREAM))
+
+
+@pytest.mark.parametrize("chunk_rows", [250, 1024])
+def test_two_processes_equal_the_reference(chunk_rows: int) -> None:
+    assert_same(build_features(STREAM, processes=2, chunk_rows=chunk_rows), reference(STREAM))
+
+
+def test_a_short_dedupe_horizon_forgets_as_the_reference_does() -> None:
+    # 1 day: some copies of old rows arrive after their id was forgotten and count again.
+    got = build_features(STREAM, processes=2, chunk_rows=500, dedupe_horizon_ms=DAY_MS)
+    assert_same(got, reference(STREAM, dedupe_horizon_ms=DAY_MS))
+    assert got.X.tobytes() != build_features(STREAM, processes=1).X.tobytes()
+
+
+def test_blocks_come_in_order_and_make_up_the_frame() -> None:
+    blocks: list[np.ndarray] = []
+    frame = build_features(STREAM, processes=2, chunk_rows=1000, on_chunk=blocks.append)
+    assert [len(b) for b in blocks] == [1000, 1000, 1000, len(STREAM) - 3000]
+    assert np.concatenate(blocks).tobytes() == frame.X.tobytes()
+
+
+def test_a_stream_of_one_block_or_less_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> None:
+        raise AssertionError("no process for a short stream")
+
+    monkeypatch.setattr(build, "ProcessStage", refuse)
+    assert_same(build_features(STREAM[:999], processes=2, chunk_rows=1000), reference(STREAM[:999]))
+
+
+def test_an_empty_stream_is_an_empty_frame() -> None:
+    frame = build_features([], processes=2)
+    assert frame.X.shape == (0, N_FEATURES) and frame.txn_ids == [] and len(frame.event_time) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"processes": 0}, {"processes": 3}, {"chunk_rows": 0}])
+def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        build_features(STREAM, **kwargs)
+
+
+def test_the_child_exits_cleanly_after_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = started_stages(monkeypatch)
+    build_features(STREAM, processes=2, chunk_rows=500)
+    assert len(stages) == 1 and stages[0]._proc.returncode == 0
+
+
+def test_a_dead_child_is_a_stage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = started_stages(monkeypatch)
+
+    def kill_the_child(block: np.ndarray) -> None:
+        stages[0]._proc.kill()
+        stages[0]._proc.wait()
+
+    with pytest.raises(StageError, match="merchant stage process stopped"):
+        build_features(STREAM, processes=2, chunk_rows=500, on_chunk=kill_the_child)
+
+
+def started_stages(monkeypatch: pytest.MonkeyPatch) -> list[ProcessStage]:
+    stages: list[ProcessStage] = []
+
+    def start() -> ProcessStage:
+        stage = ProcessStage()
+        stages.append(stage)
+        return stage
+
+    monkeypatch.setattr(build, "ProcessStage", start)
+    return stages

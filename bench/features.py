@@ -29,7 +29,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -46,8 +45,9 @@ import redis
 
 from bench.timing import cpu_seconds, peak_rss_mib, rss_mib
 from services.core.features import N_FEATURES, pack_vector
+from services.core.offline import DEDUPE_HORIZON_MS
 from services.core.offline import build_features as reference_build
-from services.featurebuild.build import build_features
+from services.featurebuild.build import FeatureBuild
 from services.online import OnlineFeatureStore
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z
@@ -116,7 +116,8 @@ def bench_offline(rows: int, seed: int, cards: int = CARDS, processes: int = 2) 
     rss_before = rss_mib()
     gc.collect()
     t0, w0 = cpu_seconds(), time.perf_counter()
-    frame = build_features(records, processes=processes)
+    build = FeatureBuild(DEDUPE_HORIZON_MS, None, 10_000, spawn=processes == 2)
+    frame = build.run(iter(records))
     wall = time.perf_counter() - w0
     cpu = cpu_seconds() - t0
     assert frame.X.shape == (rows, N_FEATURES)
@@ -130,7 +131,7 @@ def bench_offline(rows: int, seed: int, cards: int = CARDS, processes: int = 2) 
         "rows_per_cpu_s": round(rows / cpu),
         "cards": len(set(frame.card_ids)),
         "build_peak_rss_growth_mib": round(max(0.0, peak_rss_mib() - rss_before)),
-        "stage_peak_rss_mib": round(peak_rss_mib(resource.RUSAGE_CHILDREN)) if processes == 2 else None,
+        "stage_peak_rss_mib": None if build.stage_peak_rss_mib is None else round(build.stage_peak_rss_mib),
     }
 
 

@@ -68,12 +68,13 @@ def build_features(
         raise ValueError(f"processes must be 1 or 2, got {processes}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-    return _SplitBuild(dedupe_horizon_ms, on_chunk, chunk_rows, processes == 2).run(iter(txns))
+    return FeatureBuild(dedupe_horizon_ms, on_chunk, chunk_rows, processes == 2).run(iter(txns))
 
 
 class Stage(Protocol):
     def send(self, new_merchants: int, rows: int, wire: bytes) -> None: ...
     def receive(self, rows: int) -> bytes: ...
+    def peak_rss_mib(self) -> float | None: ...
     def close(self) -> None: ...
 
 
@@ -89,6 +90,9 @@ class LocalStage:
 
     def receive(self, rows: int) -> bytes:
         return self._reply
+
+    def peak_rss_mib(self) -> float | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -136,6 +140,17 @@ class ProcessStage:
             code = None
         return StageError(f"the merchant stage process stopped (exit code {code}); see its stderr above")
 
+    def peak_rss_mib(self) -> float | None:
+        """The child's peak resident set so far (Linux; None elsewhere or once it is gone)."""
+        try:
+            status = Path(f"/proc/{self._proc.pid}/status").read_text(encoding="ascii")
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
     def close(self) -> None:
         proc = self._proc
         try:
@@ -162,7 +177,10 @@ class _Block:
     duplicates: list[tuple[int, int]]  # (row, the row of its first copy)
 
 
-class _SplitBuild:
+class FeatureBuild:
+    """One build (see :func:`build_features`); after :meth:`run`, ``stage_peak_rss_mib``
+    is the merchant stage process' peak resident set (None: no process, or not Linux)."""
+
     def __init__(
         self, dedupe_horizon_ms: int | None, on_chunk: OnChunk | None, chunk_rows: int, spawn: bool
     ) -> None:
@@ -177,6 +195,7 @@ class _SplitBuild:
         self._txn_ids: list[str] = []
         self._card_ids: list[str] = []
         self._rows = 0
+        self.stage_peak_rss_mib: float | None = None
 
     def run(self, txns: Iterator[Mapping[str, Any]]) -> FeatureFrame:
         stage: Stage | None = None
@@ -188,7 +207,7 @@ class _SplitBuild:
                     # A full first block: more is likely to come, so start the process.
                     spawn = self._spawn and block.rows == self._chunk_rows
                     stage = ProcessStage() if spawn else LocalStage()
-                    cleanup.callback(stage.close)
+                    cleanup.callback(self._close, stage)
                 if pending is not None:  # block k's merchant half ran while block k + 1 was built
                     self._assemble(pending, stage.receive(len(pending.wire) // ROW.size))
                 if not block.rows:
@@ -202,6 +221,10 @@ class _SplitBuild:
             card_ids=self._card_ids,
             X=X,
         )
+
+    def _close(self, stage: Stage) -> None:
+        self.stage_peak_rss_mib = stage.peak_rss_mib()
+        stage.close()
 
     def _card_half(self, txns: Iterable[Mapping[str, Any]]) -> _Block:
         first_row = row = self._rows

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from services.core.features import N_FEATURES
-from services.core.offline import DAY_MS, FeatureFrame
+from services.core.offline import DAY_MS, DEDUPE_HORIZON_MS, FeatureFrame
 from services.core.offline import build_features as reference
 from services.featurebuild import build
-from services.featurebuild.build import ProcessStage, StageError, build_features
+from services.featurebuild.build import FeatureBuild, ProcessStage, StageError, build_features
 from tests.unit.core.test_features_golden import stream
 
 STREAM = stream(seed=3, n=3000)  # late events up to 8 days, ~2% duplicates of any earlier row
@@ -70,8 +70,10 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
 
 def test_the_child_exits_cleanly_after_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     stages = started_stages(monkeypatch)
-    build_features(STREAM, processes=2, chunk_rows=500)
+    build = FeatureBuild(DEDUPE_HORIZON_MS, None, 500, spawn=True)
+    assert_same(build.run(iter(STREAM)), reference(STREAM))
     assert len(stages) == 1 and stages[0]._proc.returncode == 0
+    assert build.stage_peak_rss_mib is not None and 1 < build.stage_peak_rss_mib < 500
 
 
 def test_a_dead_child_is_a_stage_error(monkeypatch: pytest.MonkeyPatch) -> None:

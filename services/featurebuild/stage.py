@@ -80,9 +80,12 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def main() -> int:
-    # The parent owns the build: Ctrl-C reaches the whole process group, and the parent
-    # closes (or kills) this process itself, so it must not die of SIGINT first.
+    # The parent owns the build and this process' life: it closes the pipe (EOF ends the
+    # stage) or kills it, and its own death is an EOF too. Ctrl-C reaches the whole
+    # process group and a service manager may SIGTERM the whole cgroup: dying of those
+    # first would turn the parent's graceful stop into a failed build.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.disable()  # only short-lived tuples and no cycles: see services.core.offline.gc_paused
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,16 @@ def started_stages(monkeypatch: pytest.MonkeyPatch) -> list[ProcessStage]:
 
     monkeypatch.setattr(build, "ProcessStage", start)
     return stages
+
+
+def test_the_child_outlives_sigterm_and_sigint_to_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = started_stages(monkeypatch)
+
+    def signal_the_child(block: np.ndarray) -> None:
+        if stages[0]._proc.poll() is None:  # the stage answered a frame: its handlers are set
+            stages[0]._proc.send_signal(signal.SIGTERM)
+            stages[0]._proc.send_signal(signal.SIGINT)
+
+    got = build_features(STREAM, processes=2, chunk_rows=500, on_chunk=signal_the_child)
+    assert_same(got, reference(STREAM))
+    assert stages[0]._proc.returncode == 0

@@ -1,7 +1,9 @@
 """The offline feature driver: history through :func:`compute` with state in memory.
 
-The trainer and the backtest use it; it must agree bit for bit with the online store
-(``services.online.store``) fed the same stream in the same order. Transactions are
+This is the row-at-a-time reference: it must agree bit for bit with the online store
+(``services.online.store``) fed the same stream in the same order. The trainer and the
+backtest build through :mod:`services.featurebuild`, the same code in blocks on two
+processes, tested equal to this driver. Transactions are
 processed in the order given; sort history with :func:`sort_by_event_time` first.
 
 Duplicates: a ``txn_id`` seen before returns the first vector and changes no state, as

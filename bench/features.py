@@ -45,7 +45,6 @@ import redis
 
 from bench.timing import cpu_seconds, peak_rss_mib, rss_mib
 from services.core.features import N_FEATURES, pack_vector
-from services.core.offline import DEDUPE_HORIZON_MS
 from services.core.offline import build_features as reference_build
 from services.featurebuild.build import FeatureBuild
 from services.online import OnlineFeatureStore
@@ -116,7 +115,7 @@ def bench_offline(rows: int, seed: int, cards: int = CARDS, processes: int = 2) 
     rss_before = rss_mib()
     gc.collect()
     t0, w0 = cpu_seconds(), time.perf_counter()
-    build = FeatureBuild(DEDUPE_HORIZON_MS, None, 10_000, spawn=processes == 2)
+    build = FeatureBuild.on(processes)
     frame = build.run(iter(records))
     wall = time.perf_counter() - w0
     cpu = cpu_seconds() - t0

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.core.features import N_FEATURES
-from services.core.offline import DAY_MS, DEDUPE_HORIZON_MS, FeatureFrame
+from services.core.offline import DAY_MS, FeatureFrame
 from services.core.offline import build_features as reference
 from services.featurebuild import build
 from services.featurebuild.build import FeatureBuild, ProcessStage, StageError, build_features
@@ -34,6 +36,24 @@ def test_one_process_equals_the_reference(chunk_rows: int) -> None:
 @pytest.mark.parametrize("chunk_rows", [250, 1024])
 def test_two_processes_equal_the_reference(chunk_rows: int) -> None:
     assert_same(build_features(STREAM, processes=2, chunk_rows=chunk_rows), reference(STREAM))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("spawn", [False, True])
+def test_any_split_of_the_cards_equals_the_reference(share: float, spawn: bool) -> None:
+    build = FeatureBuild(chunk_rows=400, spawn=spawn, stage_card_share=share)
+    assert_same(build.run(iter(STREAM)), reference(STREAM))
+
+
+def test_odd_strings_travel_exactly() -> None:
+    odd = ["DE", "", "\u00fc\u00df", "\ud800", "a\nb\x00c", "m-0"]  # a lone surrogate, NUL, newline
+    rows = [
+        {**txn, "country": odd[i % 6], "device_id": odd[(i + 1) % 6], "channel": odd[(i + 2) % 6],
+         "merchant_id": odd[(i + 3) % 6]}
+        for i, txn in enumerate(STREAM[:1500])
+    ]  # fmt: skip
+    build = FeatureBuild(chunk_rows=300, spawn=True, stage_card_share=1.0)
+    assert_same(build.run(iter(rows)), reference(rows))
 
 
 def test_a_short_dedupe_horizon_forgets_as_the_reference_does() -> None:
@@ -67,11 +87,13 @@ def test_an_empty_stream_is_an_empty_frame() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         build_features(STREAM, **kwargs)
+    with pytest.raises(ValueError, match="share"):
+        FeatureBuild(stage_card_share=1.5)
 
 
 def test_the_child_exits_cleanly_after_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     stages = started_stages(monkeypatch)
-    build = FeatureBuild(DEDUPE_HORIZON_MS, None, 500, spawn=True)
+    build = FeatureBuild(chunk_rows=500)
     assert_same(build.run(iter(STREAM)), reference(STREAM))
     assert len(stages) == 1 and stages[0]._proc.returncode == 0
     assert build.stage_peak_rss_mib is not None and 1 < build.stage_peak_rss_mib < 500
@@ -84,7 +106,7 @@ def test_a_dead_child_is_a_stage_error(monkeypatch: pytest.MonkeyPatch) -> None:
         stages[0]._proc.kill()
         stages[0]._proc.wait()
 
-    with pytest.raises(StageError, match="merchant stage process stopped"):
+    with pytest.raises(StageError, match="feature stage process stopped"):
         build_features(STREAM, processes=2, chunk_rows=500, on_chunk=kill_the_child)
 
 
@@ -111,3 +133,21 @@ def test_the_child_outlives_sigterm_and_sigint_to_its_group(monkeypatch: pytest.
     got = build_features(STREAM, processes=2, chunk_rows=500, on_chunk=signal_the_child)
     assert_same(got, reference(STREAM))
     assert stages[0]._proc.returncode == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 400),
+    chunk_rows=st.integers(1, 120),
+    share=st.floats(0.0, 1.0),
+    horizon=st.sampled_from([None, DAY_MS, 8 * DAY_MS]),
+)
+def test_property_the_block_build_is_the_reference(
+    seed: int, n: int, chunk_rows: int, share: float, horizon: int | None
+) -> None:
+    rows = stream(seed=seed, n=n)
+    build = FeatureBuild(
+        chunk_rows=chunk_rows, spawn=False, stage_card_share=share, dedupe_horizon_ms=horizon
+    )
+    assert_same(build.run(iter(rows)), reference(rows, dedupe_horizon_ms=horizon))

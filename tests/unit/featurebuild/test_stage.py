@@ -1,81 +1,114 @@
-"""The merchant stage: the merchant half of ``compute`` over frames."""
+"""The stage: its cards' card half and every row's merchant half, over frames."""
 
 from __future__ import annotations
 
 import io
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from services.core.features import N_CARD_FEATURES, MerchantState, card_features, compute
-from services.featurebuild.stage import HEADER, REPLY, ROW, MerchantStage, serve
+from services.core.features import N_CARD_FEATURES, CardState, MerchantState, compute
+from services.featurebuild.stage import (
+    CARD_PART,
+    HEADER,
+    REPLY,
+    ROW,
+    BlockStage,
+    decode_symbols,
+    encode_symbols,
+    serve,
+)
 from tests.unit.core.test_features_golden import stream
 
-STREAM = [t for t in stream(seed=5, n=800)]
+STREAM = stream(seed=5, n=800)
+
+Frame = tuple[list[str], bytes, int]  # new symbols, ROW records, rows whose card is the stage's
 
 
-def frames_and_expected() -> tuple[list[tuple[int, bytes]], list[tuple[float, ...]]]:
-    """ROW frames of 100 rows each (with the merchants new in each), and ``compute``'s
-    merchant part of every row (duplicates are the parent's business: no dedupe here)."""
-    numbers: dict[str, int] = {}
+def frames_and_expected() -> tuple[list[Frame], bytes]:
+    """Frames of 100 rows each in which every third card's half is the stage's, and the
+    reply ``compute`` implies for each (duplicates are the parent's business: none here)."""
+    symbols: dict[str, int] = {}
     merchants: dict[str, MerchantState] = {}
-    cards: dict[str, object] = {}
-    frames: list[tuple[int, bytes]] = []
-    expected: list[tuple[float, ...]] = []
+    cards: dict[str, CardState] = {}
+    stage_cards: dict[str, int] = {}
+    frames: list[Frame] = []
+    expected = b""
+
+    def symbol(text: str, new: list[str]) -> int:
+        if text not in symbols:
+            symbols[text] = len(symbols)
+            new.append(text)
+        return symbols[text]
+
     for start in range(0, len(STREAM), 100):
-        known, wire = len(numbers), bytearray()
+        new: list[str] = []
+        wire, merchant_part, card_part = b"", b"", b""
         for txn in STREAM[start : start + 100]:
-            number = numbers.setdefault(txn["merchant_id"], len(numbers))
+            m = symbol(txn["merchant_id"], new)
             merchant = merchants.setdefault(txn["merchant_id"], MerchantState())
-            card = cards.get(txn["card_id"])
-            vector, _, delta = compute(card, merchant, txn)  # type: ignore[arg-type]
-            head, cards[txn["card_id"]], same_delta = card_features(card, txn)  # type: ignore[arg-type]
-            assert same_delta == delta and head == vector[:N_CARD_FEATURES]
+            vector, cards[txn["card_id"]], delta = compute(cards.get(txn["card_id"]), merchant, txn)
             merchant.add(delta)
-            wire += ROW.pack(number, *delta, head[0])
-            expected.append(vector[N_CARD_FEATURES:])
-        frames.append((len(numbers) - known, bytes(wire)))
+            if int(txn["card_id"][1:]) % 3 == 0:
+                card = stage_cards.setdefault(txn["card_id"], len(stage_cards))
+                device = -1 if txn["device_id"] is None else symbol(txn["device_id"], new)
+                country, channel = symbol(txn["country"], new), symbol(txn["channel"], new)
+                wire += ROW.pack(m, card, country, device, channel, txn["mcc"], txn["event_time"], 0, False,
+                                 txn["amount"])  # fmt: skip
+                card_part += CARD_PART.pack(*vector[:N_CARD_FEATURES])
+            else:
+                wire += ROW.pack(m, -1, 0, -1, 0, 0, *delta, vector[0])
+            merchant_part += REPLY.pack(*vector[N_CARD_FEATURES:])
+        frames.append((new, wire, len(card_part) // CARD_PART.size))
+        expected += merchant_part + card_part
     return frames, expected
 
 
-def test_the_stage_gives_computes_merchant_part() -> None:
+def request(frame: Frame) -> bytes:
+    new, wire, staged = frame
+    lengths, text = encode_symbols(new)
+    return HEADER.pack(len(wire) // ROW.size, staged, len(new), len(text)) + lengths + text + wire
+
+
+def test_the_stage_gives_computes_halves() -> None:
     frames, expected = frames_and_expected()
-    stage = MerchantStage()
-    got = [row for new, wire in frames for row in REPLY.iter_unpack(stage.process(new, wire))]
-    assert [REPLY.pack(*r) for r in got] == [REPLY.pack(*r) for r in expected]  # bit for bit
+    stage = BlockStage()
+    assert b"".join(stage.process(new, wire) for new, wire, _ in frames) == expected  # bit for bit
 
 
 def test_serve_answers_each_frame_until_eof() -> None:
     frames, expected = frames_and_expected()
-    requests = b"".join(HEADER.pack(len(wire) // ROW.size, new) + wire for new, wire in frames)
     replies = io.BytesIO()
-    serve(io.BytesIO(requests), replies)
-    assert replies.getvalue() == b"".join(REPLY.pack(*r) for r in expected)
+    serve(io.BytesIO(b"".join(map(request, frames))), replies)
+    assert replies.getvalue() == expected
+
+
+@pytest.mark.parametrize("symbols", [[], ["DE"], ["", "\u00fc", "\ud800", "a\nb\x00"]])
+def test_symbols_round_trip(symbols: list[str]) -> None:
+    assert decode_symbols(*encode_symbols(symbols)) == symbols
 
 
 def test_a_frame_cut_short_is_an_error() -> None:
     frames, _ = frames_and_expected()
-    new, wire = frames[0]
     with pytest.raises(EOFError, match="cut short"):
-        serve(io.BytesIO(HEADER.pack(100, new) + wire[:-3]), io.BytesIO())
+        serve(io.BytesIO(request(frames[0])[:-3]), io.BytesIO())
+
+
+def run_stage(data: bytes) -> subprocess.CompletedProcess[Any]:
+    command = [sys.executable, "-m", "services.featurebuild.stage"]
+    return subprocess.run(command, input=data, capture_output=True, timeout=60)
 
 
 def test_the_stage_process_reports_a_cut_frame_in_one_line() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.featurebuild.stage"],
-        input=HEADER.pack(5, 1) + b"\0" * 7,
-        capture_output=True,
-        timeout=60,
-    )
+    proc = run_stage(HEADER.pack(5, 0, 0, 0) + b"\0" * 7)
     assert proc.returncode == 1 and proc.stdout == b""
     assert proc.stderr.decode().strip().splitlines() == [
-        f"fraudstream merchant stage: frame cut short: 7 of {5 * ROW.size} bytes"
+        f"fraudstream feature stage: frame cut short: 7 of {5 * ROW.size} bytes"
     ]
 
 
 def test_the_stage_process_exits_0_at_eof() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.featurebuild.stage"], input=b"", capture_output=True, timeout=60
-    )
+    proc = run_stage(b"")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")

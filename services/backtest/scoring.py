@@ -1,17 +1,14 @@
-"""Score feature blocks on a second thread while the next block is built, where a core
-is spare for it.
+"""Score feature blocks on a second thread while the next block is built.
 
 Building features is pure Python and holds the GIL; LightGBM's predict runs in C and
-releases it (ctypes), so with a spare core predicting block k overlaps building block
-k + 1 and scoring costs almost no wall time. The feature build itself takes two cores
-where it can, so on a 2-core machine the blocks are predicted after it, with both.
-A row's score does not depend on the rows predicted with it or on the thread count, so
-the concatenated scores equal one predict over the whole matrix, bit for bit (tested).
+releases it (ctypes), so on two cores predicting block k overlaps building block k + 1
+and scoring costs almost no wall time. A row's score does not depend on the rows
+predicted with it or on the thread count, so the concatenated scores equal one predict
+over the whole matrix, bit for bit (tested).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from services.backtest import data as bt_data
-from services.featurebuild.build import default_processes
 
 Scores = npt.NDArray[np.float64]
 
@@ -86,25 +82,11 @@ class BlockScorer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def overlap_predict(cpus: int | None = None) -> bool:
-    """Whether predicting blocks while features are built gains anything: only with a
-    core left over by the feature build (which takes two where it can, see
-    :func:`services.featurebuild.build.default_processes`). On 2 cores a predict thread
-    only slows the build: measured 52k tx/s overlapped against 59k one after the other."""
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0))
-    return cpus > default_processes()
-
-
 def load_scored(
     directory: Path, models: Sequence[HasBooster], *, use_cache: bool = True
 ) -> tuple[bt_data.BacktestData, list[Scores]]:
     """:func:`services.backtest.data.load` and every model's scores of its rows, predicted
-    while the features are built where a core is spare (:func:`overlap_predict`), else
-    after them with every core (and after a feature-cache hit)."""
-    if not overlap_predict():
-        data = bt_data.load(directory, use_cache=use_cache)
-        return data, [predict(model, data.frame.X) for model in models]
+    while the features are built (or after, on a feature-cache hit)."""
     scorer = BlockScorer(models)
     try:
         data = bt_data.load(directory, use_cache=use_cache, on_chunk=scorer.submit)

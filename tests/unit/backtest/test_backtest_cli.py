@@ -191,13 +191,3 @@ def test_scores_of_blocks_built_and_predicted_in_parallel_equal_one_predict(worl
     whole = predict(models[0].serving, X)
     assert len(blocks) == 2 and all(np.array_equal(b, whole) for b in blocks)
     assert BlockScorer([m.serving for m in models]).scores()[0].shape == (0,)
-
-
-@pytest.mark.parametrize(("cpus", "build", "overlap"), [(2, 2, False), (3, 2, True), (1, 1, False), (2, 1, True)])
-def test_blocks_are_predicted_during_the_build_only_with_a_spare_core(
-    monkeypatch: pytest.MonkeyPatch, cpus: int, build: int, overlap: bool
-) -> None:
-    from services.backtest import scoring
-
-    monkeypatch.setattr(scoring, "default_processes", lambda: build)
-    assert scoring.overlap_predict(cpus) is overlap

@@ -289,8 +289,10 @@ class FeatureBuild:
         add_time, add_txn_id, add_card_id = self._times.append, self._txn_ids.append, self._card_ids.append
 
         def symbol(text: str) -> int:
-            number = symbols[text] = len(symbols)
-            new_symbols.append(text)
+            number = symbols.get(text)
+            if number is None:
+                number = symbols[text] = len(symbols)
+                new_symbols.append(text)
             return number
 
         for txn in txns:
@@ -305,33 +307,22 @@ class FeatureBuild:
                 duplicates.append((row, first))
                 row += 1
                 continue
-            merchant_id: str = txn["merchant_id"]
-            merchant = symbols.get(merchant_id)
-            if merchant is None:
-                merchant = symbol(merchant_id)
+            merchant = symbol(txn["merchant_id"])
             card = cards.get(card_id)
             staged = None if card is not None else stage_cards.get(card_id)
             if card is None and staged is None:  # a new card: whose is it?
-                k = self._new_cards = self._new_cards + 1
-                if int(k * self._share) > int((k - 1) * self._share):
-                    staged = stage_cards[card_id] = len(stage_cards)
+                staged = self._place_new_card(card_id)
             if staged is None:
                 head, cards[card_id], delta = card_features(card, txn)
                 card_part += pack_card(*head)
                 wire += pack_row(merchant, -1, 0, -1, 0, 0, *delta, head[0])
-            else:
-                country = symbols.get(txn["country"])
-                if country is None:
-                    country = symbol(txn["country"])
-                channel = symbols.get(txn["channel"])
-                if channel is None:
-                    channel = symbol(txn["channel"])
+            else:  # the stage runs the card half: send the fields card_features reads
                 device_id = txn.get("device_id")
-                device: int | None = -1 if device_id is None else symbols.get(device_id)
-                if device is None:
-                    device = symbol(device_id)  # type: ignore[arg-type]  # device_id is a str here
-                mcc, amount = txn["mcc"], txn["amount"]
-                wire += pack_row(merchant, staged, country, device, channel, mcc, t, 0, False, amount)
+                device = -1 if device_id is None else symbol(device_id)
+                wire += pack_row(
+                    merchant, staged, symbol(txn["country"]), device, symbol(txn["channel"]),
+                    txn["mcc"], t, 0, False, txn["amount"],
+                )  # fmt: skip
                 stage_rows.append(fresh)
             fresh += 1
             remember(txn_id, t, row)
@@ -339,6 +330,15 @@ class FeatureBuild:
         block.rows = row - self._rows
         self._rows = row
         return block
+
+    def _place_new_card(self, card_id: str) -> int | None:
+        """The stage's number for a new card if it is the stage's (a steady share of new
+        cards, in order of appearance), else None."""
+        k = self._new_cards = self._new_cards + 1
+        if int(k * self._share) > int((k - 1) * self._share):
+            number = self._stage_cards[card_id] = len(self._stage_cards)
+            return number
+        return None
 
     def _assemble(self, block: _Block, reply: bytes) -> None:
         fresh = block.fresh

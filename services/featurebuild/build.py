@@ -167,17 +167,19 @@ class ProcessStage:
         return None
 
     def close(self) -> None:
-        proc = self._proc
+        # Replies first: a build that stops early (an error, Ctrl-C) may leave the stage
+        # writing a reply nobody reads; it then fails at once instead of blocking on a
+        # full pipe. After a whole build the stage is waiting for a frame: EOF ends it.
+        self._replies.close()
         try:
-            self._requests.close()  # EOF: the stage returns
+            self._requests.close()
         except BrokenPipeError:
             pass
         try:
-            proc.wait(timeout=10)
+            self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._replies.close()
+            self._proc.kill()
+            self._proc.wait()
 
 
 @dataclass

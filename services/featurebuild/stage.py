@@ -31,6 +31,7 @@ started by :mod:`services.featurebuild.build`, never by hand.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import struct
 import sys
@@ -154,8 +155,12 @@ def main() -> int:
     gc.disable()  # only short-lived tuples and no cycles: see services.core.offline.gc_paused
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
-    except (EOFError, BrokenPipeError) as exc:
+    except EOFError as exc:
         print(f"fraudstream feature stage: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the parent stopped the build early: nothing to say
+        # (and nothing left to flush at exit: the pipe is gone)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
 

@@ -151,3 +151,13 @@ def test_property_the_block_build_is_the_reference(
         chunk_rows=chunk_rows, spawn=False, stage_card_share=share, dedupe_horizon_ms=horizon
     )
     assert_same(build.run(iter(rows)), reference(rows, dedupe_horizon_ms=horizon))
+
+
+def test_a_build_stopped_by_bad_input_stops_the_child_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = started_stages(monkeypatch)
+    rows = stream(seed=9, n=12_000)
+    del rows[7_000]["mcc"]  # in block 1, while the child works on block 0's big reply
+    with pytest.raises(KeyError, match="mcc"):
+        build_features(rows, processes=2, chunk_rows=5_000)
+    # Not killed after the 10 s grace: it saw its reply pipe closed, or was idle.
+    assert stages[0]._proc.returncode in (0, 1)

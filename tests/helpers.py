@@ -1,4 +1,4 @@
-"""Helpers for tests: deadline-based waiting, never fixed sleeps."""
+"""Helpers for tests: deadline-based waiting (never fixed sleeps), and failure injection."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import pytest
 
 T = TypeVar("T")
 
@@ -44,3 +46,18 @@ def stop_process(proc: subprocess.Popen[Any], tail: Callable[[], str], timeout: 
             proc.wait(10)
             raise AssertionError(f"pid {proc.pid} ignored SIGTERM:\n{tail()}") from None
     return int(proc.returncode)
+
+
+STAGE_DIED = "the feature stage process stopped (exit code -9); see its stderr above"
+
+
+def break_feature_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every offline feature build from now on fails as if its stage process had died."""
+    from services.featurebuild import build
+
+    class DeadStage(build.LocalStage):
+        def receive(self, size: int) -> bytes:
+            raise build.StageError(STAGE_DIED)
+
+    monkeypatch.setattr(build, "LocalStage", DeadStage)
+    monkeypatch.setattr(build, "ProcessStage", DeadStage)

@@ -147,6 +147,7 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     from services.backtest import report
     from services.backtest.engine import run_backtest
     from services.backtest.scoring import load_scored
+    from services.featurebuild.build import StageError
 
     # The monitor core logs each retrain request at WARNING for operators; in a backtest
     # those requests are the report's content, not news.
@@ -162,6 +163,9 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
         data, scores = load_scored(cfg.data, [m.serving for m in models], use_cache=args.feature_cache)
     except dataset.DatasetError as exc:
         raise ConfigError(f"invalid data set {cfg.data}: {exc}") from None
+    except StageError as exc:
+        print(f"backtest: feature build failed: {exc}", file=sys.stderr)
+        return 1
     if data.cache_hit:
         print("backtest: features from the cache", file=sys.stderr)
     result, timings = run_backtest(

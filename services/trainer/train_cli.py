@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        from services.featurebuild.build import StageError
         from services.registry.errors import RegistryError
         from services.registry.store import Registry
         from services.trainer.training import TrainError, train_model
@@ -105,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except TrainError as exc:
             print(f"{PROG}: cannot train: {exc}", file=sys.stderr)
+            return 1
+        except StageError as exc:
+            print(f"{PROG}: feature build failed: {exc}", file=sys.stderr)
             return 1
         print(result.report)
         try:

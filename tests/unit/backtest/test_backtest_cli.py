@@ -17,6 +17,7 @@ from services.backtest import data as bt_data
 from services.core.decision import Thresholds, decide_many
 from services.core.offline import build_features
 from services.registry import Registry
+from tests.helpers import STAGE_DIED, break_feature_stage
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -174,6 +175,20 @@ def test_missing_data_set_is_one_line(
     _, registry = bt_world
     code, _, err = run_cli(capsys, str(tmp_path / "nope"), "--registry", str(registry))
     assert code == 2 and "is not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_feature_build_is_one_line_and_exit_1(
+    world: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    break_feature_stage(monkeypatch)
+    data, registry = world
+    report = str(tmp_path / "r.html")
+    code, _, err = run_cli(capsys, str(data), "--registry", str(registry), "--report", report)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"backtest: feature build failed: {STAGE_DIED}"
 
 
 def test_scores_of_blocks_built_and_predicted_in_parallel_equal_one_predict(world: tuple[Path, Path]) -> None:

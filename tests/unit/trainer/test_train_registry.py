@@ -10,6 +10,7 @@ import pytest
 from services import cli
 from services.registry import loader
 from services.registry.store import Registry
+from tests.helpers import STAGE_DIED, break_feature_stage
 
 FAST = ["--max-rounds", "60", "--log-level", "WARNING"]
 
@@ -49,6 +50,14 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     return err
+
+
+def test_a_failed_feature_build_is_a_one_line_error(
+    small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_feature_stage(monkeypatch)
+    assert train("--data", str(small_dataset), "--registry", str(tmp_path / "m")) == 1
+    assert one_line_error(capsys) == f"fraudstream train: feature build failed: {STAGE_DIED}"
 
 
 def test_missing_data_dir_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,8 @@
 Building features is pure Python and holds the GIL; LightGBM's predict runs in C and
 releases it (ctypes), so on two cores predicting block k overlaps building block k + 1
 and scoring costs almost no wall time. The feature build uses the second core too (its
-stage process), yet overlapping still beat predicting after the build by 2-9% on 2
-cores. A row's score does not depend on the rows predicted with it or on the thread
+stage process), yet on 2 cores overlapping was as fast as predicting after the build or
+up to 9% faster. A row's score does not depend on the rows predicted with it or on the thread
 count, so the concatenated scores equal one predict over the whole matrix, bit for bit
 (tested).
 """

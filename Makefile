@@ -17,7 +17,7 @@ LINT_PATHS := services tests $(if $(wildcard bench/*.py),bench)
 help:
 	@echo "make setup        install Debian packages (when missing), .venv, the Kafka jars"
 	@echo "make test         setup, then the whole test suite on a fresh local stack"
-	@echo "make lint         ruff + mypy"
+	@echo "make lint         ruff (check, format --check) + mypy"
 	@echo "make demo         setup, then the whole system end to end (fraudstream demo)"
 	@echo "make stack-up     start Kafka + Redis (.stack, ports 9092/6379; STACK_ARGS=...)"
 	@echo "make stack-down   stop them"
@@ -32,6 +32,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --explicit-package-bases $(LINT_PATHS)
 
 stack-up: setup

@@ -51,8 +51,11 @@ NAMES = list(features.FEATURE_NAMES)
 def champion_manifest(rng: np.random.Generator) -> dict[str, Any]:
     X = rng.normal(size=(20_000, len(NAMES)))
     return {
-        "feature_names": NAMES, "feature_set_fingerprint": features.FEATURE_SET_FINGERPRINT,
-        "thresholds": {"review": 0.8, "block": 0.95}, "params": {}, "lightgbm_version": "n/a",
+        "feature_names": NAMES,
+        "feature_set_fingerprint": features.FEATURE_SET_FINGERPRINT,
+        "thresholds": {"review": 0.8, "block": 0.95},
+        "params": {},
+        "lightgbm_version": "n/a",
         "psi_reference": psi.build_references(X, NAMES, 1 / (1 + np.exp(-X[:, 0]))),
         "metrics": {"test": {"label_based": {"recall_at_review_threshold": 0.8}}},
     }
@@ -66,10 +69,18 @@ def score_values(codec: Codec, n: int, rng: np.random.Generator) -> list[tuple[b
     for i in range(n):
         txn = f"t{i:010d}"
         rec = {
-            "txn_id": txn, "card_id": f"c{i % 5000}", "event_time": T0 + i * 100, "score": float(s[i]),
-            "decision": "REVIEW" if s[i] > 0.8 else "ALLOW", "reason_codes": [], "model_name": "fraud",
-            "model_version": "1", "model_sha256": "0" * 64, "feature_set": features.FEATURE_SET_FINGERPRINT,
-            "features": X[i].tolist(), "shadow": False,
+            "txn_id": txn,
+            "card_id": f"c{i % 5000}",
+            "event_time": T0 + i * 100,
+            "score": float(s[i]),
+            "decision": "REVIEW" if s[i] > 0.8 else "ALLOW",
+            "reason_codes": [],
+            "model_name": "fraud",
+            "model_version": "1",
+            "model_sha256": "0" * 64,
+            "feature_set": features.FEATURE_SET_FINGERPRINT,
+            "features": X[i].tolist(),
+            "shadow": False,
             "timings": {"consumed_at": 0, "scored_at": 0, "features_us": 0, "predict_us": 0},
         }
         out.append((f"c{i % 5000}".encode(), codec.encode("Score", rec)))
@@ -113,14 +124,17 @@ def counted(port: int) -> float:
     return total
 
 
-def bench_worker(bootstrap: str, values: list[tuple[bytes, bytes]], partitions: int, tmp: Path,
-                 registry: Path) -> dict[str, Any]:
+def bench_worker(
+    bootstrap: str, values: list[tuple[bytes, bytes]], partitions: int, tmp: Path, registry: Path
+) -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     app_id = f"bench-monitor-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     names = {t: f"{prefix}{t}" for t in (topics.SCORES, topics.LABELS, topics.RETRAIN, topics.MONITOR_DLQ)}
-    new = [NewTopic(n, num_partitions=partitions if t == topics.SCORES else 1, replication_factor=-1)
-           for t, n in names.items()]
+    new = [
+        NewTopic(n, num_partitions=partitions if t == topics.SCORES else 1, replication_factor=-1)
+        for t, n in names.items()
+    ]
     for f in admin.create_topics(new).values():
         f.result(60)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4"})
@@ -133,10 +147,30 @@ def bench_worker(bootstrap: str, values: list[tuple[bytes, bytes]], partitions: 
                 producer.poll(0.1)
     producer.flush(60)
     port = free_port()
-    argv = [sys.executable, "-m", "services.cli", "monitor", "--kafka-bootstrap", bootstrap,
-            "--topic-prefix", prefix, "--app-id", app_id, "--registry", str(registry),
-            "--data-dir", str(tmp / "data"), "--metrics-port", str(port), "--window-s", "60",
-            "--window-min-records", "100", "--log-level", "WARNING"]
+    argv = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "monitor",
+        "--kafka-bootstrap",
+        bootstrap,
+        "--topic-prefix",
+        prefix,
+        "--app-id",
+        app_id,
+        "--registry",
+        str(registry),
+        "--data-dir",
+        str(tmp / "data"),
+        "--metrics-port",
+        str(port),
+        "--window-s",
+        "60",
+        "--window-min-records",
+        "100",
+        "--log-level",
+        "WARNING",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
     with (tmp / "monitor.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -156,9 +190,12 @@ def bench_worker(bootstrap: str, values: list[tuple[bytes, bytes]], partitions: 
             tail = "\n".join((tmp / "monitor.log").read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"the monitor did not finish (exit {proc.poll()}):\n{tail}")
         elapsed = last[0] - first[0]
-        return {"records": int(last[1] - first[1]), "seconds": round(elapsed, 3),
-                "scores_per_s": round((last[1] - first[1]) / elapsed, 1) if elapsed > 0 else None,
-                "partitions": partitions}
+        return {
+            "records": int(last[1] - first[1]),
+            "seconds": round(elapsed, 3),
+            "scores_per_s": round((last[1] - first[1]) / elapsed, 1) if elapsed > 0 else None,
+            "partitions": partitions,
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -187,12 +224,17 @@ def bench_core(values: list[tuple[bytes, bytes]], manifest: dict[str, Any], batc
     started = time.perf_counter()
     for lo in range(0, len(raws), batch):
         t = time.perf_counter()
-        rows, _ = decode_scores(codec, raws[lo:lo + batch], "fraud", "1", len(NAMES))
+        rows, _ = decode_scores(codec, raws[lo : lo + batch], "fraud", "1", len(NAMES))
         decode_s += time.perf_counter() - t
         core.on_scores(rows)
     total = time.perf_counter() - started
-    return {"records": len(raws), "seconds": round(total, 3), "scores_per_s": round(len(raws) / total, 1),
-            "decode_share": round(decode_s / total, 3), "batch": batch}
+    return {
+        "records": len(raws),
+        "seconds": round(total, 3),
+        "scores_per_s": round(len(raws) / total, 1),
+        "decode_share": round(decode_s / total, 3),
+        "batch": batch,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,9 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         Registry(tmp / "models").register("fraud", "not a booster\n", manifest)
         worker = bench_worker(bootstrap, values, args.partitions, tmp, tmp / "models")
     result = {
-        "benchmark": "monitor", "target_scores_per_s": 5_000, "worker": worker, "core": core,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "benchmark": "monitor",
+        "target_scores_per_s": 5_000,
+        "worker": worker,
+        "core": core,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'path':<10} {'records':>9} {'seconds':>8} {'scores/s':>10}")

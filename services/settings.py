@@ -37,9 +37,7 @@ class Settings(BaseModel):
 
 
 class LoggingSettings(Settings):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="log level"
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
 
 class KafkaSettings(Settings):
@@ -105,9 +103,7 @@ class RegistrySettings(Settings):
 
 
 class MetricsSettings(Settings):
-    metrics_port: int = Field(
-        0, ge=0, le=65535, description="Prometheus /metrics port (0 = do not serve)"
-    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (0 = do not serve)")
 
 
 # --------------------------------------------------------------------------- per command
@@ -127,9 +123,7 @@ class StackSettings(LoggingSettings):
     kafka_heap: str = Field(
         "512m", pattern=r"^[0-9]+[mg]$", description="JVM heap per broker (-Xmx), e.g. 512m"
     )
-    ready_timeout_s: float = Field(
-        120.0, gt=0, description="how long `stack up` waits for readiness"
-    )
+    ready_timeout_s: float = Field(120.0, gt=0, description="how long `stack up` waits for readiness")
 
 
 class TopicsSettings(KafkaSettings, LoggingSettings):
@@ -155,9 +149,7 @@ class GenerateSettings(LoggingSettings):
 
 class TrainSettings(RegistrySettings, LoggingSettings):
     data: Path = Field(..., description="data set directory written by `fraudstream generate`")
-    name: str = Field(
-        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model name in the registry"
-    )
+    name: str = Field("fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model name in the registry")
     promote: bool = Field(False, description="make the new model champion at once")
     seed: int = Field(7, ge=0, description="training seed")
     review_rate: float = Field(
@@ -300,9 +292,7 @@ class MonitorSettings(
 
 
 class TrainerServiceSettings(KafkaSettings, RegistrySettings, MetricsSettings, LoggingSettings):
-    name: str = Field(
-        "fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model name in the registry"
-    )
+    name: str = Field("fraud", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="model name in the registry")
     group_id: str = Field("fraudstream-trainer", min_length=1, description="Kafka consumer group id")
     train_window_days: int = Field(30, ge=1, description="days of history a retrain uses")
     auto_promote_margin: float = Field(
@@ -391,9 +381,7 @@ def _choices(annotation: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def add_flags(
-    parser: argparse.ArgumentParser, model: type[Settings], *, skip: Iterable[str] = ()
-) -> None:
+def add_flags(parser: argparse.ArgumentParser, model: type[Settings], *, skip: Iterable[str] = ()) -> None:
     """Add one ``--flag`` per settings field; each says its variable and default in --help."""
     skipped = set(skip)
     for name, info in model.model_fields.items():
@@ -443,9 +431,7 @@ def load(
     """
     env = os.environ if environ is None else environ
     check_unknown_env(env)
-    flags: Mapping[str, Any] = (
-        vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
-    )
+    flags: Mapping[str, Any] = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for name in model.model_fields:

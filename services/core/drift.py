@@ -177,18 +177,29 @@ class WindowCounts:
         self.n += n
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "n": self.n, "late": self.late,
-                "counts": [c.tolist() for c in self.counts]}
+        return {
+            "start": self.start,
+            "n": self.n,
+            "late": self.late,
+            "counts": [c.tolist() for c in self.counts],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WindowCounts:
-        return cls(int(data["start"]), [np.asarray(c, dtype=np.int64) for c in data["counts"]],
-                   int(data["n"]), int(data.get("late", 0)))
+        return cls(
+            int(data["start"]),
+            [np.asarray(c, dtype=np.int64) for c in data["counts"]],
+            int(data["n"]),
+            int(data.get("late", 0)),
+        )
 
 
 def accumulate(
-    windows: dict[int, WindowCounts], reference: Reference, assignment: Assignment,
-    features: np.ndarray, scores: np.ndarray,
+    windows: dict[int, WindowCounts],
+    reference: Reference,
+    assignment: Assignment,
+    features: np.ndarray,
+    scores: np.ndarray,
 ) -> set[int]:
     """Add a batch to ``windows`` (created as needed); returns the starts it touched."""
     touched: set[int] = set()
@@ -253,21 +264,38 @@ class WindowEvaluation:
     warmup: bool = False  # within the warm-up: PSI reported, never drift
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "n": self.n, "late": self.late,
-                "evaluated": self.evaluated, "psi": dict(self.psi),
-                "threshold": dict(self.threshold), "drifted": list(self.drifted),
-                "warmup": self.warmup}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "n": self.n,
+            "late": self.late,
+            "evaluated": self.evaluated,
+            "psi": dict(self.psi),
+            "threshold": dict(self.threshold),
+            "drifted": list(self.drifted),
+            "warmup": self.warmup,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WindowEvaluation:
-        return cls(int(data["start"]), int(data["end"]), int(data["n"]), int(data["late"]),
-                   bool(data["evaluated"]), {k: float(v) for k, v in data["psi"].items()},
-                   {k: float(v) for k, v in data["threshold"].items()}, tuple(data["drifted"]),
-                   bool(data.get("warmup", False)))
+        return cls(
+            int(data["start"]),
+            int(data["end"]),
+            int(data["n"]),
+            int(data["late"]),
+            bool(data["evaluated"]),
+            {k: float(v) for k, v in data["psi"].items()},
+            {k: float(v) for k, v in data["threshold"].items()},
+            tuple(data["drifted"]),
+            bool(data.get("warmup", False)),
+        )
 
 
 def evaluate(
-    window: WindowCounts, reference: Reference, wcfg: WindowConfig, dcfg: DriftConfig,
+    window: WindowCounts,
+    reference: Reference,
+    wcfg: WindowConfig,
+    dcfg: DriftConfig,
     warmup: bool = False,
 ) -> WindowEvaluation:
     """PSI and verdict of one closed window (no variable drifts in the warm-up)."""
@@ -279,10 +307,14 @@ def evaluate(
     n_tests = sum(1 for name in reference.names if name not in reference.exempt)
     for name, spec, counts in zip(reference.names, reference.specs, window.counts, strict=True):
         values[name] = psi(spec.expected, counts, reference.epsilon)
-        limits[name] = max(dcfg.min_psi, psi_threshold(
-            degrees_of_freedom(spec), window.n, reference.n_ref, dcfg.alpha, n_tests))
-    drifted = () if warmup else tuple(
-        n for n in reference.names if n not in reference.exempt and values[n] > limits[n]
+        limits[name] = max(
+            dcfg.min_psi,
+            psi_threshold(degrees_of_freedom(spec), window.n, reference.n_ref, dcfg.alpha, n_tests),
+        )
+    drifted = (
+        ()
+        if warmup
+        else tuple(n for n in reference.names if n not in reference.exempt and values[n] > limits[n])
     )
     return WindowEvaluation(window.start, end, window.n, window.late, True, values, limits, drifted, warmup)
 
@@ -356,17 +388,23 @@ def cooldown_allows(state: RetrainState, now_ms: int, cooldown_ms: int) -> bool:
 def drift_event(alarm: DriftAlarm, model_name: str, model_version: str, now_ms: int) -> dict[str, Any]:
     """A RetrainEvent record (dict, codec-ready) for a drift alarm."""
     last = alarm.last
-    details = (
-        f"{alarm.windows} windows in a row drifted; last window n={last.n}: "
-        + ", ".join(f"{n} psi={last.psi[n]:.4f}>{last.threshold[n]:.4f}" for n in last.drifted)
+    details = f"{alarm.windows} windows in a row drifted; last window n={last.n}: " + ", ".join(
+        f"{n} psi={last.psi[n]:.4f}>{last.threshold[n]:.4f}" for n in last.drifted
     )
     return {
         "event_id": retrain_event_id(model_name, model_version, DRIFT, alarm.first_start),
-        "emitted_at": now_ms, "reason": DRIFT, "model_name": model_name,
-        "model_version": model_version, "window_start": alarm.first_start, "window_end": last.end,
+        "emitted_at": now_ms,
+        "reason": DRIFT,
+        "model_name": model_name,
+        "model_version": model_version,
+        "window_start": alarm.first_start,
+        "window_end": last.end,
         "psi": {k: v for k, v in last.psi.items() if math.isfinite(v)},
         "drifted_features": list(last.drifted),
-        "recall": None, "recall_baseline": None, "maturity": None, "details": details,
+        "recall": None,
+        "recall_baseline": None,
+        "maturity": None,
+        "details": details,
     }
 
 
@@ -426,8 +464,11 @@ class DriftTracker:
         fitted = self.reference.fitted_until_ms
         if fitted is not None and start_ms < fitted:
             return True
-        return (self.dcfg.warmup_ms > 0 and self.origin_ms is not None
-                and start_ms < self.origin_ms + self.dcfg.warmup_ms)
+        return (
+            self.dcfg.warmup_ms > 0
+            and self.origin_ms is not None
+            and start_ms < self.origin_ms + self.dcfg.warmup_ms
+        )
 
     def forget_before(self, start_ms: int) -> list[int]:
         """Drop evaluated windows that start before ``start_ms``; returns their starts."""

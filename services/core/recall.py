@@ -108,15 +108,20 @@ def combine(a: TxnRecord | None, b: TxnRecord) -> TxnRecord:
     return TxnRecord(t, sc, f, v, lt, y)
 
 
-def merge_score(old: TxnRecord | None, event_ms: int, score: float, flagged: bool,
-                version: str) -> tuple[TxnRecord, str]:
+def merge_score(
+    old: TxnRecord | None, event_ms: int, score: float, flagged: bool, version: str
+) -> tuple[TxnRecord, str]:
     """Add a score; outcome ``new``, ``joined`` (a label was waiting), ``duplicate`` or
     ``conflict`` (a different second score)."""
     new = combine(old, TxnRecord(int(event_ms), float(score), bool(flagged), version))
     if old is None or not old.scored:
         return new, "joined" if old is not None and old.labelled else "new"
-    return new, "duplicate" if old.score_part() == (int(event_ms), version, float(score), bool(flagged)) \
-        else "conflict"
+    return new, "duplicate" if old.score_part() == (
+        int(event_ms),
+        version,
+        float(score),
+        bool(flagged),
+    ) else "conflict"
 
 
 def merge_label(old: TxnRecord | None, label_ms: int, is_fraud: bool) -> tuple[TxnRecord, str]:
@@ -153,8 +158,9 @@ def lognormal_cdf(days: float, median: float, sigma: float) -> float:
     return 0.5 * (1.0 + math.erf(math.log(days / median) / (sigma * math.sqrt(2.0))))
 
 
-def delay_cdf(ages_days: Sequence[int], delay_hists: Sequence[np.ndarray], prior: DelayPrior,
-              horizon_days: int) -> np.ndarray:
+def delay_cdf(
+    ages_days: Sequence[int], delay_hists: Sequence[np.ndarray], prior: DelayPrior, horizon_days: int
+) -> np.ndarray:
     """``F[s] = P(delay <= s days)`` (day index s) from per-cohort delay histograms.
 
     ``ages_days[c]`` is the largest delay cohort ``c`` can have shown for all its
@@ -207,7 +213,7 @@ def captured_in_top(score_hist: np.ndarray, fraud_hist: np.ndarray, fraction: fl
     j = int(np.searchsorted(above, k))  # top bins fully taken: j; boundary bin: j
     b = SCORE_BINS - 1 - j
     rows_before = int(above[j - 1]) if j > 0 else 0
-    frauds_before = float(fraud_hist[b + 1:].sum())
+    frauds_before = float(fraud_hist[b + 1 :].sum())
     return frauds_before + float(fraud_hist[b]) * (k - rows_before) / float(score_hist[b])
 
 
@@ -276,9 +282,16 @@ class Cohort:
 
     def figures(self, cdf: np.ndarray, now_ms: int, min_maturity: float) -> CohortFigures:
         m = self.maturity(cdf, now_ms)
-        return CohortFigures(self.day_ms, self.age_days(now_ms), self.n, self.frauds,
-                             self.flagged_frauds, captured_in_top(self.scores, self.fraud_scores),
-                             m, m >= min_maturity)
+        return CohortFigures(
+            self.day_ms,
+            self.age_days(now_ms),
+            self.n,
+            self.frauds,
+            self.flagged_frauds,
+            captured_in_top(self.scores, self.fraud_scores),
+            m,
+            m >= min_maturity,
+        )
 
 
 class RecallState:
@@ -368,7 +381,9 @@ def pool(figs: Iterable[CohortFigures]) -> Pooled:
     n = sum(f.n for f in figs)
     frauds = sum(f.frauds for f in figs)
     return Pooled(
-        cohorts=len(figs), n=n, frauds=frauds,
+        cohorts=len(figs),
+        n=n,
+        frauds=frauds,
         recall=sum(f.flagged_frauds for f in figs) / frauds if frauds else math.nan,
         top_decile_recall=sum(f.captured_top for f in figs) / frauds if frauds else math.nan,
         maturity=sum(f.maturity * f.n for f in figs) / n if n else math.nan,
@@ -425,9 +440,15 @@ def decay_candidate(pooled: Pooled, baseline: Baseline | None, margin: float, mi
     return bool(value < baseline.value - margin)
 
 
-def recall_decay_event(pooled: Pooled, baseline: Baseline, margin: float, model_name: str,
-                       model_version: str, now_ms: int, psi: Mapping[str, float] | None = None
-                       ) -> dict[str, Any]:
+def recall_decay_event(
+    pooled: Pooled,
+    baseline: Baseline,
+    margin: float,
+    model_name: str,
+    model_version: str,
+    now_ms: int,
+    psi: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """A RetrainEvent record (codec-ready dict) for mature recall below the baseline."""
     from services.core.drift import RECALL_DECAY, retrain_event_id
 
@@ -435,12 +456,19 @@ def recall_decay_event(pooled: Pooled, baseline: Baseline, margin: float, model_
     value = float(getattr(pooled, baseline.metric))
     return {
         "event_id": retrain_event_id(model_name, model_version, RECALL_DECAY, pooled.first_day_ms),
-        "emitted_at": now_ms, "reason": RECALL_DECAY, "model_name": model_name,
-        "model_version": model_version, "window_start": pooled.first_day_ms,
+        "emitted_at": now_ms,
+        "reason": RECALL_DECAY,
+        "model_name": model_name,
+        "model_version": model_version,
+        "window_start": pooled.first_day_ms,
         "window_end": pooled.last_day_ms + DAY_MS,
         "psi": {k: v for k, v in (psi or {}).items() if math.isfinite(v)},
-        "drifted_features": [], "recall": value, "recall_baseline": baseline.value,
+        "drifted_features": [],
+        "recall": value,
+        "recall_baseline": baseline.value,
         "maturity": pooled.maturity,
-        "details": (f"mature {baseline.metric} {value:.4f} < baseline {baseline.value:.4f} - margin "
-                    f"{margin:g} over {pooled.cohorts} cohorts with {pooled.frauds} labelled frauds"),
+        "details": (
+            f"mature {baseline.metric} {value:.4f} < baseline {baseline.value:.4f} - margin "
+            f"{margin:g} over {pooled.cohorts} cohorts with {pooled.frauds} labelled frauds"
+        ),
     }

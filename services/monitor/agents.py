@@ -38,9 +38,16 @@ CHAMPION_POLL_S = 30.0
 class MonitorRuntime:
     """What the agents share: the core, the codec, the output topics, liveness."""
 
-    def __init__(self, app: MonitorApp, cfg: MonitorConfig, champion: Champion, codec: Codec,
-                 metrics: MonitorMetrics, resolve_champion: Callable[[], Champion] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        app: MonitorApp,
+        cfg: MonitorConfig,
+        champion: Champion,
+        codec: Codec,
+        metrics: MonitorMetrics,
+        resolve_champion: Callable[[], Champion] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.app, self.cfg, self.codec, self.metrics = app, cfg, codec, metrics
         self.resolve_champion, self.clock = resolve_champion, clock
         self.core = self._new_core(champion)
@@ -71,8 +78,13 @@ class MonitorRuntime:
             if total:
                 self.metrics.partitions_owned.labels(name).set(len(owned) / total)
             if total is not None and len(owned) != total:
-                log.error("this worker owns %d of %d partitions of %s: the monitor must run as "
-                          "exactly one worker, its figures are partial", len(owned), total, topic)
+                log.error(
+                    "this worker owns %d of %d partitions of %s: the monitor must run as "
+                    "exactly one worker, its figures are partial",
+                    len(owned),
+                    total,
+                    topic,
+                )
 
     # ------------------------------------------------------------------ batches
 
@@ -81,8 +93,9 @@ class MonitorRuntime:
         self.ensure_loaded()
         core = self.core  # a champion switch during the awaits below must not mix versions
         champ = core.champion
-        rows, rejected = decode_scores(self.codec, raws, champ.name, champ.version, champ.n_features,
-                                       self.latest_ms())
+        rows, rejected = decode_scores(
+            self.codec, raws, champ.name, champ.version, champ.n_features, self.latest_ms()
+        )
         await self.dead_letter(rejected, "scores")
         await self.publish(core, core.on_scores(rows))
         await self.check_labels_read()
@@ -153,13 +166,26 @@ class MonitorRuntime:
         now_ms = int(self.clock() * 1000)
         for bad in rejected:
             headers = topics.dead_letter_headers(
-                topic=bad.raw.topic, partition=bad.raw.partition, offset=bad.raw.offset,
-                error_class=bad.error_class, reason=bad.reason, detail=bad.detail,
-                service=SERVICE, failed_at_ms=now_ms)
-            pending.append(await self.out[topics.MONITOR_DLQ].send(
-                key=bad.raw.key, value=bad.raw.value, headers=headers))
-            log.warning("dead-lettered %s[%d]@%d: %s (%s)", bad.raw.topic, bad.raw.partition,
-                        bad.raw.offset, bad.reason, bad.detail)
+                topic=bad.raw.topic,
+                partition=bad.raw.partition,
+                offset=bad.raw.offset,
+                error_class=bad.error_class,
+                reason=bad.reason,
+                detail=bad.detail,
+                service=SERVICE,
+                failed_at_ms=now_ms,
+            )
+            pending.append(
+                await self.out[topics.MONITOR_DLQ].send(key=bad.raw.key, value=bad.raw.value, headers=headers)
+            )
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s (%s)",
+                bad.raw.topic,
+                bad.raw.partition,
+                bad.raw.offset,
+                bad.reason,
+                bad.detail,
+            )
         await asyncio.gather(*pending)
         for bad in rejected:
             self.metrics.dead_lettered.labels(topic_label, bad.reason).inc()
@@ -197,12 +223,19 @@ class MonitorRuntime:
         try:
             new = self.resolve_champion()
         except Exception as exc:  # a broken registry must not stop the monitoring of the old one
-            log.error("cannot resolve the champion, keeping %s@%s: %s", self.core.champion.name,
-                      self.core.champion.version, exc)
+            log.error(
+                "cannot resolve the champion, keeping %s@%s: %s",
+                self.core.champion.name,
+                self.core.champion.version,
+                exc,
+            )
             return
         if new.version != self.core.champion.version:
-            log.warning("champion changed %s -> %s: monitoring the new version", self.core.champion.version,
-                        new.version)
+            log.warning(
+                "champion changed %s -> %s: monitoring the new version",
+                self.core.champion.version,
+                new.version,
+            )
             self.metrics.champion.remove(self.core.champion.name, self.core.champion.version)
             self.core = self._new_core(new)
             self.core.load()
@@ -214,8 +247,13 @@ def to_raw(event: Any) -> Raw:
     return Raw(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers))
 
 
-def agent_body(runtime: MonitorRuntime, name: str, handle: Callable[[Sequence[Raw]], Awaitable[None]],
-               batch_max: int, batch_within_s: float) -> Callable[[Any], Awaitable[None]]:
+def agent_body(
+    runtime: MonitorRuntime,
+    name: str,
+    handle: Callable[[Sequence[Raw]], Awaitable[None]],
+    batch_max: int,
+    batch_within_s: float,
+) -> Callable[[Any], Awaitable[None]]:
     """The agent coroutine: batch, handle, then ack; a failure is logged and re-raised."""
 
     async def agent(stream: Any) -> None:
@@ -239,12 +277,14 @@ def agent_body(runtime: MonitorRuntime, name: str, handle: Callable[[Sequence[Ra
 
 def register_agents(app: MonitorApp, runtime: MonitorRuntime, batch_max: int, batch_within_s: float) -> None:
     """Declare the two agents and the timers on ``app``."""
-    handlers = {SCORES_AGENT: (topics.SCORES, runtime.handle_scores),
-                LABELS_AGENT: (topics.LABELS, runtime.handle_labels)}
+    handlers = {
+        SCORES_AGENT: (topics.SCORES, runtime.handle_scores),
+        LABELS_AGENT: (topics.LABELS, runtime.handle_labels),
+    }
     for name, (topic, handle) in handlers.items():
-        app.agent(runtime.out[topic], name=f"monitor-{name}",
-                  concurrency=1, supervisor_strategy=CrashingSupervisor)(
-            agent_body(runtime, name, handle, batch_max, batch_within_s))
+        app.agent(
+            runtime.out[topic], name=f"monitor-{name}", concurrency=1, supervisor_strategy=CrashingSupervisor
+        )(agent_body(runtime, name, handle, batch_max, batch_within_s))
 
     @app.timer(interval=HEARTBEAT_S, name="monitor-heartbeat")
     async def heartbeat() -> None:

@@ -70,8 +70,12 @@ def credentials(cfg: MonitorSettings) -> faust.types.auth.CredentialsT | None:
         return faust.SSLCredentials(context)
     if protocol.startswith("SASL"):
         password = cfg.kafka_sasl_password.get_secret_value() if cfg.kafka_sasl_password else None
-        return faust.SASLCredentials(username=cfg.kafka_sasl_username, password=password,
-                                     ssl_context=context, mechanism=cfg.kafka_sasl_mechanism or "PLAIN")
+        return faust.SASLCredentials(
+            username=cfg.kafka_sasl_username,
+            password=password,
+            ssl_context=context,
+            mechanism=cfg.kafka_sasl_mechanism or "PLAIN",
+        )
     return None
 
 
@@ -104,8 +108,10 @@ def build_app(cfg: MonitorSettings, **overrides: Any) -> MonitorApp:
         name: app.topic(cfg.topic(name), key_serializer=TOPIC_CODEC, value_serializer=TOPIC_CODEC)
         for name in (topics.SCORES, topics.LABELS, topics.RETRAIN, topics.MONITOR_DLQ)
     }
-    for name, doc in ((STATE_TABLE, "drift windows, detector and retrain state"),
-                      (TXNS_TABLE, "scored transactions and labels for the recall join")):
+    for name, doc in (
+        (STATE_TABLE, "drift windows, detector and retrain state"),
+        (TXNS_TABLE, "scored transactions and labels for the recall join"),
+    ):
         # faust picks a table's codecs from its key/value types: "json" for plain types.
         table: Any = app.Table(name, default=None, partitions=1, use_partitioner=True, help=doc)
         if (table.key_serializer, table.value_serializer) != (TABLE_CODEC, TABLE_CODEC):

@@ -84,12 +84,19 @@ def run(cfg: MonitorSettings) -> int:
     replication = check_topics(cfg)
     metrics = monitor_metrics.MonitorMetrics()
     app = build_app(cfg, topic_replication_factor=replication)
-    runtime = MonitorRuntime(app, MonitorConfig.from_settings(cfg), champion, Codec.load(), metrics,
-                             resolve_champion=lambda: load_champion(cfg.registry, cfg.model_name))
+    runtime = MonitorRuntime(
+        app,
+        MonitorConfig.from_settings(cfg),
+        champion,
+        Codec.load(),
+        metrics,
+        resolve_champion=lambda: load_champion(cfg.registry, cfg.model_name),
+    )
     register_agents(app, runtime, BATCH_MAX_RECORDS, BATCH_WITHIN_S)
     monitor_metrics.serve(cfg.metrics_port, metrics.registry)
-    worker = faust.Worker(app, loglevel=cfg.log_level, override_logging=False, quiet=True,
-                          redirect_stdouts=False)
+    worker = faust.Worker(
+        app, loglevel=cfg.log_level, override_logging=False, quiet=True, redirect_stdouts=False
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

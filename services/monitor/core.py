@@ -70,8 +70,12 @@ class MonitorConfig:
     def from_settings(cls, s: MonitorPolicySettings) -> MonitorConfig:
         return cls(
             window=WindowConfig(s.window_s * 1000, s.allowed_lateness_s * 1000, s.window_min_records),
-            drift=DriftConfig(alpha=s.drift_alpha, min_psi=s.drift_min_psi, consecutive=s.drift_consecutive,
-                              warmup_ms=s.drift_warmup_s * 1000),
+            drift=DriftConfig(
+                alpha=s.drift_alpha,
+                min_psi=s.drift_min_psi,
+                consecutive=s.drift_consecutive,
+                warmup_ms=s.drift_warmup_s * 1000,
+            ),
             horizon_days=s.label_horizon_days,
             min_maturity=s.recall_min_maturity,
             recall_margin=s.recall_margin,
@@ -85,8 +89,9 @@ def monitor_key(model_name: str) -> str:
 
 
 class MonitorCore:
-    def __init__(self, cfg: MonitorConfig, champion: Champion, state: KV, txns: KV,
-                 metrics: MonitorMetrics) -> None:
+    def __init__(
+        self, cfg: MonitorConfig, champion: Champion, state: KV, txns: KV, metrics: MonitorMetrics
+    ) -> None:
         self.cfg, self.champion, self.state, self.metrics = cfg, champion, state, metrics
         self.drift = DriftBook(state, champion, cfg.window, cfg.drift)
         self.recall = RecallKeeper(txns, cfg.horizon_days, champion.prior)
@@ -129,9 +134,12 @@ class MonitorCore:
         if self.undelivered:  # stored with the last delivery: a crash before it decides again
             return
         self.state[monitor_key(self.champion.name)] = {
-            "retrain": self._retrain_saved.to_dict(), "recall_next": self.recall_next,
-            "released_ms": self.released_ms, "expiry_day": self.expiry_day,
-            "queue": [[t, c] for t, c in self.queue], "origin_ms": self.drift.tracker.origin_ms,
+            "retrain": self._retrain_saved.to_dict(),
+            "recall_next": self.recall_next,
+            "released_ms": self.released_ms,
+            "expiry_day": self.expiry_day,
+            "queue": [[t, c] for t, c in self.queue],
+            "origin_ms": self.drift.tracker.origin_ms,
         }
 
     @property
@@ -144,8 +152,11 @@ class MonitorCore:
         newest = self.recall.label_max_ms
         wm = self.score_watermark_ms
         wait = self.cfg.label_wait_max_ms
-        bounds = [None if newest is None else newest - self.cfg.window.allowed_lateness_ms,
-                  self.labels_complete_ms, None if wm is None or wait is None else wm - wait]
+        bounds = [
+            None if newest is None else newest - self.cfg.window.allowed_lateness_ms,
+            self.labels_complete_ms,
+            None if wm is None or wait is None else wm - wait,
+        ]
         known = [b for b in bounds if b is not None]
         return max(known) if known else None
 
@@ -239,9 +250,13 @@ class MonitorCore:
         self._retrain_saved = RetrainState(int(event["emitted_at"]), str(event["event_id"]))
         self.undelivered = max(0, self.undelivered - 1)
         self._save_meta()
-        log.warning("retrain requested: %s %s (event %s…): %s", event["reason"],
-                    f"{event['model_name']}@{event['model_version']}", str(event["event_id"])[:12],
-                    event["details"])
+        log.warning(
+            "retrain requested: %s %s (event %s…): %s",
+            event["reason"],
+            f"{event['model_name']}@{event['model_version']}",
+            str(event["event_id"])[:12],
+            event["details"],
+        )
 
     # ------------------------------------------------------------------ drift
 
@@ -297,14 +312,16 @@ class MonitorCore:
     def _recall_decay(self, figs: list[recall.CohortFigures], now: int) -> list[dict[str, Any]]:
         pooled = recall.recent_mature(figs, self.cfg.pool_days, now)
         baseline = self.champion.baseline
-        if baseline is None or not recall.decay_candidate(pooled, baseline, self.cfg.recall_margin,
-                                                          self.cfg.min_frauds):
+        if baseline is None or not recall.decay_candidate(
+            pooled, baseline, self.cfg.recall_margin, self.cfg.min_frauds
+        ):
             return []
         # The PSI of the last window closed by ``now``, not by whenever this runs.
         evals = [e for e in self.drift.evaluations() if e.evaluated and e.end <= now]
         last_psi = evals[-1].psi if evals else {}
-        candidate = recall.recall_decay_event(pooled, baseline, self.cfg.recall_margin,
-                                              self.champion.name, self.champion.version, now, last_psi)
+        candidate = recall.recall_decay_event(
+            pooled, baseline, self.cfg.recall_margin, self.champion.name, self.champion.version, now, last_psi
+        )
         return self._decide(candidate, now)
 
     def _set_gauges(self) -> None:

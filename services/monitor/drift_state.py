@@ -110,8 +110,12 @@ class DriftBook:
         meta = self.kv.get(meta_key(self.version)) or {}
         t.max_event_ms = meta.get("max_event_ms")
         t.detector = DetectorState.from_dict(meta.get("detector") or {})
-        log.info("drift state of version %s: %d windows, watermark %s", self.version,
-                 len(t.windows), t.watermark_ms)
+        log.info(
+            "drift state of version %s: %d windows, watermark %s",
+            self.version,
+            len(t.windows),
+            t.watermark_ms,
+        )
 
     def ingest(self, rows: ScoreRows) -> Ingested:
         """Count the champion's rows of a batch; skip what a window has counted before."""
@@ -119,9 +123,12 @@ class DriftBook:
         t, p, o = rows.event_ms[sel], rows.partition[sel], rows.offset[sel]
         starts = self.tracker.wcfg.starts_of(t)
         keep = np.fromiter(
-            (off > self.offsets.get(s, {}).get(str(part), -1)
-             for s, part, off in zip(starts.tolist(), p.tolist(), o.tolist(), strict=True)),
-            dtype=bool, count=t.size,
+            (
+                off > self.offsets.get(s, {}).get(str(part), -1)
+                for s, part, off in zip(starts.tolist(), p.tolist(), o.tolist(), strict=True)
+            ),
+            dtype=bool,
+            count=t.size,
         )
         a = self.tracker.ingest(t[keep], rows.features[keep], rows.score[sel][keep])
         for s, part, off in zip(a.starts.tolist(), p[keep].tolist(), o[keep].tolist(), strict=True):

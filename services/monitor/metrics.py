@@ -31,81 +31,149 @@ class MonitorMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         # Drift
-        self.psi = Gauge(PREFIX + "psi", "PSI of the last evaluated window, per feature and for the score",
-                         ["feature"], registry=r)
-        self.psi_threshold = Gauge(PREFIX + "psi_threshold",
-                                   "Size-aware PSI threshold of the last evaluated window",
-                                   ["feature"], registry=r)
-        self.feature_drifting = Gauge(PREFIX + "feature_drifting",
-                                      "1 if the feature drifted in the last evaluated window", ["feature"],
-                                      registry=r)
-        self.drift_run = Gauge(PREFIX + "drift_run_windows",
-                               "Evaluated windows in a row with drift (the current run)", registry=r)
-        self.drift_active = Gauge(PREFIX + "drift_active",
-                                  "1 while the current run has reached drift_consecutive windows", registry=r)
-        self.windows_closed = Counter(PREFIX + "windows_closed_total",
-                                      "Windows closed by the watermark, by result (evaluated, too_small)",
-                                      ["result"], registry=r)
-        self.window_records = Gauge(PREFIX + "window_records", "Records in the last closed window",
-                                    registry=r)
-        self.late_records = Counter(PREFIX + "late_records_total",
-                                    "Scores that arrived for an already closed window (counted, not used)",
-                                    registry=r)
-        self.watermark = Gauge(PREFIX + "watermark_seconds",
-                               "Event-time watermark of the scores (max event time - allowed lateness)",
-                               registry=r)
-        self.decision_clock = Gauge(PREFIX + "decision_clock_seconds",
-                                    "Event time retrain decisions have reached: min(score watermark, "
-                                    "label frontier); behind the watermark while waiting for labels",
-                                    registry=r)
-        self.buffered_labels = Gauge(PREFIX + "buffered_labels",
-                                     "Labels held until the decision clock passes their label time",
-                                     registry=r)
+        self.psi = Gauge(
+            PREFIX + "psi",
+            "PSI of the last evaluated window, per feature and for the score",
+            ["feature"],
+            registry=r,
+        )
+        self.psi_threshold = Gauge(
+            PREFIX + "psi_threshold",
+            "Size-aware PSI threshold of the last evaluated window",
+            ["feature"],
+            registry=r,
+        )
+        self.feature_drifting = Gauge(
+            PREFIX + "feature_drifting",
+            "1 if the feature drifted in the last evaluated window",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_run = Gauge(
+            PREFIX + "drift_run_windows",
+            "Evaluated windows in a row with drift (the current run)",
+            registry=r,
+        )
+        self.drift_active = Gauge(
+            PREFIX + "drift_active",
+            "1 while the current run has reached drift_consecutive windows",
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            PREFIX + "windows_closed_total",
+            "Windows closed by the watermark, by result (evaluated, too_small)",
+            ["result"],
+            registry=r,
+        )
+        self.window_records = Gauge(
+            PREFIX + "window_records", "Records in the last closed window", registry=r
+        )
+        self.late_records = Counter(
+            PREFIX + "late_records_total",
+            "Scores that arrived for an already closed window (counted, not used)",
+            registry=r,
+        )
+        self.watermark = Gauge(
+            PREFIX + "watermark_seconds",
+            "Event-time watermark of the scores (max event time - allowed lateness)",
+            registry=r,
+        )
+        self.decision_clock = Gauge(
+            PREFIX + "decision_clock_seconds",
+            "Event time retrain decisions have reached: min(score watermark, "
+            "label frontier); behind the watermark while waiting for labels",
+            registry=r,
+        )
+        self.buffered_labels = Gauge(
+            PREFIX + "buffered_labels",
+            "Labels held until the decision clock passes their label time",
+            registry=r,
+        )
         # Records
-        self.records = Counter(PREFIX + "records_total", "Records read, by topic and outcome",
-                               ["topic", "outcome"], registry=r)
-        self.dead_lettered = Counter(PREFIX + "dead_lettered_total",
-                                     "Records sent to the monitor's dead-letter topic, by topic and reason",
-                                     ["topic", "reason"], registry=r)
-        self.batch_seconds = Histogram(PREFIX + "batch_duration_seconds", "Time to process one batch",
-                                       ["agent"], buckets=BATCH_BUCKETS, registry=r)
+        self.records = Counter(
+            PREFIX + "records_total", "Records read, by topic and outcome", ["topic", "outcome"], registry=r
+        )
+        self.dead_lettered = Counter(
+            PREFIX + "dead_lettered_total",
+            "Records sent to the monitor's dead-letter topic, by topic and reason",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            PREFIX + "batch_duration_seconds",
+            "Time to process one batch",
+            ["agent"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         # Recall
-        self.recall = Gauge(PREFIX + "recall",
-                            "Recall of the cohorts in an age bucket: kind=flagged (decision != ALLOW) "
-                            "or top_decile; maturity=mature|provisional",
-                            ["kind", "age_bucket", "maturity"], registry=r)
-        self.label_maturity = Gauge(PREFIX + "label_maturity",
-                                    "Expected share of the eventual fraud labels already arrived",
-                                    ["age_bucket", "maturity"], registry=r)
-        self.cohort_frauds = Gauge(PREFIX + "cohort_frauds",
-                                   "Labelled frauds behind the recall figure", ["age_bucket", "maturity"],
-                                   registry=r)
-        self.recall_baseline = Gauge(PREFIX + "recall_baseline",
-                                     "The champion's test-set recall the mature recall is compared with",
-                                     ["kind"], registry=r)
-        self.recall_alert_threshold = Gauge(PREFIX + "recall_alert_threshold",
-                                            "Baseline minus recall_margin: mature recall below it "
-                                            "requests a retrain", ["kind"], registry=r)
-        self.tracked = Gauge(PREFIX + "tracked_transactions",
-                             "Scored transactions kept for the label join", registry=r)
-        self.pending_labels = Gauge(PREFIX + "pending_labels", "Labels waiting for their score",
-                                    registry=r)
+        self.recall = Gauge(
+            PREFIX + "recall",
+            "Recall of the cohorts in an age bucket: kind=flagged (decision != ALLOW) "
+            "or top_decile; maturity=mature|provisional",
+            ["kind", "age_bucket", "maturity"],
+            registry=r,
+        )
+        self.label_maturity = Gauge(
+            PREFIX + "label_maturity",
+            "Expected share of the eventual fraud labels already arrived",
+            ["age_bucket", "maturity"],
+            registry=r,
+        )
+        self.cohort_frauds = Gauge(
+            PREFIX + "cohort_frauds",
+            "Labelled frauds behind the recall figure",
+            ["age_bucket", "maturity"],
+            registry=r,
+        )
+        self.recall_baseline = Gauge(
+            PREFIX + "recall_baseline",
+            "The champion's test-set recall the mature recall is compared with",
+            ["kind"],
+            registry=r,
+        )
+        self.recall_alert_threshold = Gauge(
+            PREFIX + "recall_alert_threshold",
+            "Baseline minus recall_margin: mature recall below it requests a retrain",
+            ["kind"],
+            registry=r,
+        )
+        self.tracked = Gauge(
+            PREFIX + "tracked_transactions", "Scored transactions kept for the label join", registry=r
+        )
+        self.pending_labels = Gauge(PREFIX + "pending_labels", "Labels waiting for their score", registry=r)
         # Retrain
-        self.retrain_events = Counter(PREFIX + "retrain_events_total", "Retrain events emitted, by reason",
-                                      ["reason"], registry=r)
-        self.retrain_suppressed = Counter(PREFIX + "retrain_suppressed_total",
-                                          "Retrain candidates held back by the cooldown, by reason",
-                                          ["reason"], registry=r)
+        self.retrain_events = Counter(
+            PREFIX + "retrain_events_total", "Retrain events emitted, by reason", ["reason"], registry=r
+        )
+        self.retrain_suppressed = Counter(
+            PREFIX + "retrain_suppressed_total",
+            "Retrain candidates held back by the cooldown, by reason",
+            ["reason"],
+            registry=r,
+        )
         # Health
-        self.agent_alive = Gauge(PREFIX + "agent_alive", "1 while the agent runs (heartbeat)", ["agent"],
-                                 registry=r)
-        self.agent_heartbeat = Gauge(PREFIX + "agent_heartbeat_timestamp_seconds",
-                                     "Wall-clock time of the agent's last heartbeat", ["agent"], registry=r)
-        self.partitions_owned = Gauge(PREFIX + "partitions_owned_ratio",
-                                      "Share of the topic's partitions this worker owns (must be 1)",
-                                      ["topic"], registry=r)
-        self.champion = Gauge(PREFIX + "champion_info", "The monitored champion (value 1)",
-                              ["model_name", "model_version"], registry=r)
+        self.agent_alive = Gauge(
+            PREFIX + "agent_alive", "1 while the agent runs (heartbeat)", ["agent"], registry=r
+        )
+        self.agent_heartbeat = Gauge(
+            PREFIX + "agent_heartbeat_timestamp_seconds",
+            "Wall-clock time of the agent's last heartbeat",
+            ["agent"],
+            registry=r,
+        )
+        self.partitions_owned = Gauge(
+            PREFIX + "partitions_owned_ratio",
+            "Share of the topic's partitions this worker owns (must be 1)",
+            ["topic"],
+            registry=r,
+        )
+        self.champion = Gauge(
+            PREFIX + "champion_info",
+            "The monitored champion (value 1)",
+            ["model_name", "model_version"],
+            registry=r,
+        )
 
     # ------------------------------------------------------------------ updates
 

@@ -78,14 +78,24 @@ class RecallKeeper:
         for rec in self.records.values():
             self._count(None, rec)
             self.state.apply(None, rec)
-        log.info("recall state: %d scored transactions, %d pending labels, %d cohorts",
-                 self.tracked, self.pending, len(self.state.cohorts))
+        log.info(
+            "recall state: %d scored transactions, %d pending labels, %d cohorts",
+            self.tracked,
+            self.pending,
+            len(self.state.cohorts),
+        )
 
     def on_scores(self, rows: ScoreRows) -> Counter[str]:
         outcomes: Counter[str] = Counter()
         changed: dict[str, TxnRecord] = {}
-        for txn_id, t, s, f, v in zip(rows.txn_id, rows.event_ms.tolist(), rows.score.tolist(),
-                                      rows.flagged.tolist(), rows.version, strict=True):
+        for txn_id, t, s, f, v in zip(
+            rows.txn_id,
+            rows.event_ms.tolist(),
+            rows.score.tolist(),
+            rows.flagged.tolist(),
+            rows.version,
+            strict=True,
+        ):
             old = self.records.get(txn_id)
             new, outcome = merge_score(old, t, s, f, v)
             outcomes[outcome] += 1
@@ -137,8 +147,11 @@ class RecallKeeper:
                 changed[txn_id] = new
         self._log(changed, f"l|released:{before_ms}")
         # Only once the records are logged: a crash in between releases them again.
-        for key in [k for k, v in list(self.kv.items())
-                    if v is not None and "q" in v and int(k.split("|", 1)[0]) + DAY_MS <= before_ms]:
+        for key in [
+            k
+            for k, v in list(self.kv.items())
+            if v is not None and "q" in v and int(k.split("|", 1)[0]) + DAY_MS <= before_ms
+        ]:
             del self.kv[key]
         return outcomes
 
@@ -200,7 +213,7 @@ class RecallKeeper:
             while self.kv.get(key) is not None:
                 n += 1
                 key = f"{base}+{n}"
-            self.kv[key] = {field: items[lo:lo + CHUNK]}
+            self.kv[key] = {field: items[lo : lo + CHUNK]}
 
     def _count(self, old: TxnRecord | None, new: TxnRecord | None) -> None:
         for rec, sign in ((old, -1), (new, 1)):

@@ -61,10 +61,16 @@ class ScoreRows:
         """Rows ``[lo, hi)``; ``outcomes`` stay with the whole batch (counted once)."""
         psi_before = np.concatenate(([0], np.cumsum(self.psi_rows)))  # feature rows before each row
         return ScoreRows(
-            partition=self.partition[lo:hi], offset=self.offset[lo:hi], event_ms=self.event_ms[lo:hi],
-            score=self.score[lo:hi], flagged=self.flagged[lo:hi], txn_id=self.txn_id[lo:hi],
-            version=self.version[lo:hi], psi_rows=self.psi_rows[lo:hi],
-            features=self.features[int(psi_before[lo]):int(psi_before[hi])])
+            partition=self.partition[lo:hi],
+            offset=self.offset[lo:hi],
+            event_ms=self.event_ms[lo:hi],
+            score=self.score[lo:hi],
+            flagged=self.flagged[lo:hi],
+            txn_id=self.txn_id[lo:hi],
+            version=self.version[lo:hi],
+            psi_rows=self.psi_rows[lo:hi],
+            features=self.features[int(psi_before[lo]) : int(psi_before[hi])],
+        )
 
 
 @dataclass
@@ -79,8 +85,13 @@ class LabelRows:
         return len(self.txn_id)
 
     def take(self, lo: int, hi: int) -> LabelRows:
-        return LabelRows(self.txn_id[lo:hi], self.label_ms[lo:hi], self.is_fraud[lo:hi],
-                         self.partition[lo:hi], self.offset[lo:hi])
+        return LabelRows(
+            self.txn_id[lo:hi],
+            self.label_ms[lo:hi],
+            self.is_fraud[lo:hi],
+            self.partition[lo:hi],
+            self.offset[lo:hi],
+        )
 
 
 class _Invalid(Exception):
@@ -90,7 +101,11 @@ class _Invalid(Exception):
 
 
 def decode_scores(
-    codec: Codec, raws: Sequence[Raw], model_name: str, champion_version: str, n_features: int,
+    codec: Codec,
+    raws: Sequence[Raw],
+    model_name: str,
+    champion_version: str,
+    n_features: int,
     latest_ms: int | None = None,
 ) -> tuple[ScoreRows, list[Rejected]]:
     """Decode and check a batch; ``latest_ms`` bounds event times (see :func:`_check_time`)."""
@@ -117,9 +132,16 @@ def decode_scores(
             continue
         for_psi = rec["model_version"] == champion_version
         outcomes[COUNTED if for_psi else RECALL_ONLY] += 1
-        for key, value in (("p", raw.partition), ("o", raw.offset), ("t", rec["event_time"]),
-                           ("s", rec["score"]), ("f", rec["decision"] != "ALLOW"), ("id", rec["txn_id"]),
-                           ("v", rec["model_version"]), ("psi", for_psi)):
+        for key, value in (
+            ("p", raw.partition),
+            ("o", raw.offset),
+            ("t", rec["event_time"]),
+            ("s", rec["score"]),
+            ("f", rec["decision"] != "ALLOW"),
+            ("id", rec["txn_id"]),
+            ("v", rec["model_version"]),
+            ("psi", for_psi),
+        ):
             cols[key].append(value)
         if for_psi:
             vectors.append(rec["features"])
@@ -147,8 +169,9 @@ def _check_score(rec: dict, n_features: int | None) -> None:
     if not rec["txn_id"]:
         raise _Invalid("missing_txn_id", "txn_id is empty")
     if n_features is not None and len(rec["features"]) != n_features:
-        raise _Invalid("feature_count",
-                       f"{len(rec['features'])} features where the champion has {n_features}")
+        raise _Invalid(
+            "feature_count", f"{len(rec['features'])} features where the champion has {n_features}"
+        )
 
 
 def _check_time(at: int, latest_ms: int | None, field_name: str) -> None:
@@ -159,8 +182,9 @@ def _check_time(at: int, latest_ms: int | None, field_name: str) -> None:
         raise _Invalid(f"{field_name}_in_future", f"{field_name} is later than the wall clock allows")
 
 
-def decode_labels(codec: Codec, raws: Sequence[Raw],
-                  latest_ms: int | None = None) -> tuple[LabelRows, list[Rejected]]:
+def decode_labels(
+    codec: Codec, raws: Sequence[Raw], latest_ms: int | None = None
+) -> tuple[LabelRows, list[Rejected]]:
     rows = LabelRows([], [], [], [], [])
     rejected: list[Rejected] = []
     for raw in raws:

@@ -34,8 +34,10 @@ SUPPORTED_FAUST = ((0, 15), (0, 16))  # [from, to)
 def check_faust_version(version: str = faust.__version__) -> None:
     parts = tuple(int(p) for p in version.split(".")[:2])
     if not SUPPORTED_FAUST[0] <= parts < SUPPORTED_FAUST[1]:
-        raise RuntimeError(f"faust-streaming {version} is untested with services.monitor.transport "
-                           f"(needs 0.15.x); re-check the consumer overrides")
+        raise RuntimeError(
+            f"faust-streaming {version} is untested with services.monitor.transport "
+            f"(needs 0.15.x); re-check the consumer overrides"
+        )
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

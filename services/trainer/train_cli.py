@@ -21,6 +21,7 @@ from services.runtime import configure_logging, run_command
 
 PROG = "fraudstream train"
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -21,13 +21,22 @@ def promtool() -> str:
 
 
 def test_alert_rules_are_valid() -> None:
-    result = subprocess.run([promtool(), "check", "rules", str(PROMETHEUS / "alerts.yml")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(PROMETHEUS / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alert_rules_pass_their_unit_tests() -> None:
-    result = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [promtool(), "test", "rules", "alerts_test.yml"],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

@@ -171,8 +171,9 @@ def world(tmp_path: Path, kafka_admin: AdminClient, unique: Callable[[str], str]
     # 60 days: time is the transactions' time, and cohorts mature (most of their
     # chargebacks in) about 40 days after their day, so recall can only decay in a long
     # enough stream. The drift starts after the monitor's 7-day warm-up.
-    data = make_dataset(tmp_path / "data", days=60, cards=600, merchants=100, seed=3,
-                        drift="amount_inflation@40")
+    data = make_dataset(
+        tmp_path / "data", days=60, cards=600, merchants=100, seed=3, drift="amount_inflation@40"
+    )
     registry = tmp_path / "models"
     # A tight alert budget and a high recall baseline: recall "decays", so both kinds of
     # retrain decision (drift and recall) are compared.

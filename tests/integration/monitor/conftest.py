@@ -67,28 +67,52 @@ class Stream:
         return int(self.t.size)
 
 
-def score_stream(seed: int, windows: int, per_window: int, shift_from: int | None = None,
-                 shift: float = 1.5, t0: int = T0, window_ms: int = MIN_MS) -> Stream:
+def score_stream(
+    seed: int,
+    windows: int,
+    per_window: int,
+    shift_from: int | None = None,
+    shift: float = 1.5,
+    t0: int = T0,
+    window_ms: int = MIN_MS,
+) -> Stream:
     """``per_window`` seeded records per window, in event-time order; from window
     ``shift_from`` on, feature 0 (and so the score) moves by ``shift`` sd."""
     rng = np.random.default_rng(seed)
     n = windows * per_window
-    t = np.sort(t0 + np.repeat(np.arange(windows) * window_ms, per_window)
-                + rng.integers(0, window_ms, size=n))
+    t = np.sort(
+        t0 + np.repeat(np.arange(windows) * window_ms, per_window) + rng.integers(0, window_ms, size=n)
+    )
     X = rng.normal(size=(n, N_FEATURES))
     if shift_from is not None:
         X[t >= t0 + shift_from * window_ms, 0] += shift
     return Stream(t, X, sigmoid(X[:, 0]))
 
 
-def score_record(txn_id: str, t: int, x: Sequence[float], score: float, *, decision: str | None = None,
-                 version: str = "1", shadow: bool = False) -> dict[str, Any]:
+def score_record(
+    txn_id: str,
+    t: int,
+    x: Sequence[float],
+    score: float,
+    *,
+    decision: str | None = None,
+    version: str = "1",
+    shadow: bool = False,
+) -> dict[str, Any]:
     decision = decision or ("BLOCK" if score >= 0.95 else "REVIEW" if score >= 0.8 else "ALLOW")
     return {
-        "txn_id": txn_id, "card_id": f"card-{txn_id}", "event_time": int(t), "score": float(score),
-        "decision": decision, "reason_codes": [], "model_name": MODEL, "model_version": version,
-        "model_sha256": "0" * 64, "feature_set": features.FEATURE_SET_FINGERPRINT,
-        "features": [float(v) for v in x], "shadow": shadow,
+        "txn_id": txn_id,
+        "card_id": f"card-{txn_id}",
+        "event_time": int(t),
+        "score": float(score),
+        "decision": decision,
+        "reason_codes": [],
+        "model_name": MODEL,
+        "model_version": version,
+        "model_sha256": "0" * 64,
+        "feature_set": features.FEATURE_SET_FINGERPRINT,
+        "features": [float(v) for v in x],
+        "shadow": shadow,
         "timings": {"consumed_at": int(t), "scored_at": int(t), "features_us": 0, "predict_us": 0},
     }
 
@@ -111,8 +135,9 @@ class MonitorEnv:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def produce(self, name: str, records: Sequence[tuple[bytes | None, bytes | None]],
-                partition: int | None = None) -> None:
+    def produce(
+        self, name: str, records: Sequence[tuple[bytes | None, bytes | None]], partition: int | None = None
+    ) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20, "acks": "all"})
         for key, value in records:
             kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
@@ -136,11 +161,14 @@ class MonitorEnv:
         producer.flush(30)
         producer.abort_transaction(30)
 
-    def score_values(self, stream: Stream, ids: Sequence[str] | None = None,
-                     **kw: Any) -> list[tuple[bytes | None, bytes | None]]:
+    def score_values(
+        self, stream: Stream, ids: Sequence[str] | None = None, **kw: Any
+    ) -> list[tuple[bytes | None, bytes | None]]:
         ids = ids or [f"t{i}" for i in range(len(stream))]
-        return [(i.encode(), self.codec.encode("Score", score_record(i, t, x, s, **kw)))
-                for i, t, x, s in zip(ids, stream.t.tolist(), stream.X, stream.scores.tolist(), strict=True)]
+        return [
+            (i.encode(), self.codec.encode("Score", score_record(i, t, x, s, **kw)))
+            for i, t, x, s in zip(ids, stream.t.tolist(), stream.X, stream.scores.tolist(), strict=True)
+        ]
 
     def produce_scores(self, stream: Stream, ids: Sequence[str] | None = None, **kw: Any) -> None:
         self.produce(topics.SCORES, self.score_values(stream, ids, **kw))
@@ -153,16 +181,37 @@ class MonitorEnv:
         self.produce_scores(origin, ["origin"])
 
     def produce_labels(self, labels: Sequence[tuple[str, int, bool]]) -> None:
-        self.produce(topics.LABELS, [
-            (i.encode(), self.codec.encode("Label", {"txn_id": i, "card_id": f"card-{i}", "is_fraud": y,
-                                                     "label_time": int(lt), "source": "CHARGEBACK"}))
-            for i, lt, y in labels])
+        self.produce(
+            topics.LABELS,
+            [
+                (
+                    i.encode(),
+                    self.codec.encode(
+                        "Label",
+                        {
+                            "txn_id": i,
+                            "card_id": f"card-{i}",
+                            "is_fraud": y,
+                            "label_time": int(lt),
+                            "source": "CHARGEBACK",
+                        },
+                    ),
+                )
+                for i, lt, y in labels
+            ],
+        )
 
     def read(self, name: str, *, full_name: bool = False) -> list[Any]:
         """Every record of a topic, read to its end (read_committed)."""
         topic = name if full_name else self.topic(name)
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"reader-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
         try:
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             out = []
@@ -198,7 +247,7 @@ class MonitorEnv:
 
     def windows(self, version: str = "1") -> dict[int, dict[str, Any]]:
         prefix = f"w|{version}|"
-        return {int(k[len(prefix):]): v for k, v in self.table("state").items() if k.startswith(prefix)}
+        return {int(k[len(prefix) :]): v for k, v in self.table("state").items() if k.startswith(prefix)}
 
 
 class MonitorProcess:
@@ -207,9 +256,16 @@ class MonitorProcess:
     def __init__(self, env: MonitorEnv, flags: dict[str, Any]) -> None:
         self.env, self.port = env, free_port()
         self.log = env.tmp / f"monitor-{time.monotonic_ns()}.log"
-        args = {"kafka-bootstrap": env.bootstrap, "topic-prefix": env.prefix, "app-id": env.app_id,
-                "registry": env.registry, "data-dir": env.tmp / "data", "metrics-port": self.port,
-                "model-name": MODEL, **flags}
+        args = {
+            "kafka-bootstrap": env.bootstrap,
+            "topic-prefix": env.prefix,
+            "app-id": env.app_id,
+            "registry": env.registry,
+            "data-dir": env.tmp / "data",
+            "metrics-port": self.port,
+            "model-name": MODEL,
+            **flags,
+        }
         argv = [sys.executable, "-m", "services.cli", "monitor"]
         for key, value in args.items():
             argv += [f"--{key}", str(value)]
@@ -235,8 +291,10 @@ class MonitorProcess:
         def reached() -> bool:
             self.check_running()
             return self.value(name, **labels) == expected
-        wait_until(reached, timeout=timeout, interval=0.25,
-                   message=f"{name}{labels} == {expected} (log: {self.log})")
+
+        wait_until(
+            reached, timeout=timeout, interval=0.25, message=f"{name}{labels} == {expected} (log: {self.log})"
+        )
 
     def check_running(self) -> None:
         if self.proc.poll() is not None:
@@ -250,8 +308,9 @@ class MonitorProcess:
 
 
 @pytest.fixture
-def make_env(kafka_bootstrap: str, kafka_admin: AdminClient, unique: Callable[[str], str],
-             tmp_path: Path) -> Iterator[Callable[[], MonitorEnv]]:
+def make_env(
+    kafka_bootstrap: str, kafka_admin: AdminClient, unique: Callable[[str], str], tmp_path: Path
+) -> Iterator[Callable[[], MonitorEnv]]:
     """``make_env()``: fresh topics under a unique prefix (scores and labels with one
     partition, so arrival order is production order), a registry with the champion and
     an app id; everything is deleted at teardown."""
@@ -261,8 +320,9 @@ def make_env(kafka_bootstrap: str, kafka_admin: AdminClient, unique: Callable[[s
         prefix = unique("mon") + "."
         tmp = tmp_path / prefix.rstrip(".")
         env = MonitorEnv(kafka_bootstrap, prefix, unique("monitor"), tmp / "models", tmp)
-        Registry(env.registry).register(MODEL, "not a booster: the monitor never parses it\n",
-                                        champion_manifest())
+        Registry(env.registry).register(
+            MODEL, "not a booster: the monitor never parses it\n", champion_manifest()
+        )
         new = [NewTopic(env.topic(t), num_partitions=1, replication_factor=-1) for t in TOPICS]
         for f in kafka_admin.create_topics(new).values():
             f.result(timeout=60)

@@ -23,8 +23,14 @@ from tests.integration.monitor.conftest import (
 )
 
 WINDOWS, PER_WINDOW, ONSET = 24, 300, 12
-FLAGS = {"window_s": 60, "window_min_records": 200, "allowed_lateness_s": 0, "drift_consecutive": 3,
-         "drift_alpha": 0.01, "drift_min_psi": 0.1}
+FLAGS = {
+    "window_s": 60,
+    "window_min_records": 200,
+    "allowed_lateness_s": 0,
+    "drift_consecutive": 3,
+    "drift_alpha": 0.01,
+    "drift_min_psi": 0.1,
+}
 
 
 def numpy_psi(reference: Reference, values: np.ndarray, j: int) -> float:
@@ -85,8 +91,9 @@ def test_same_length_without_drift_gives_no_event(
     stream = score_stream(seed=22, windows=WINDOWS, per_window=PER_WINDOW)
     # An aborted transaction full of drifted scores: read_committed must never see it.
     drifted = score_stream(seed=23, windows=WINDOWS, per_window=100, shift_from=0, shift=3.0)
-    monitor_env.produce_aborted(topics.SCORES, monitor_env.score_values(
-        drifted, [f"aborted{i}" for i in range(len(drifted))]))
+    monitor_env.produce_aborted(
+        topics.SCORES, monitor_env.score_values(drifted, [f"aborted{i}" for i in range(len(drifted))])
+    )
     garbage: list[tuple[Any, Any]] = [(b"k1", b"not avro"), (b"k2", None)]
     monitor_env.produce(topics.SCORES, garbage)
     monitor_env.produce_origin()

@@ -45,18 +45,42 @@ def test_delayed_out_of_order_labels_give_the_right_recall(
     early, late = frauds[:40], frauds[40:]
     labels = [(ids[i], int(label_t[i]), True) for i in early]
     monitor_env.produce_labels(labels)  # before their scores exist
-    monitor_env.produce("scores", [
-        (ids[i].encode(), codec.encode("Score", score_record(
-            ids[i], int(t[i]), stream.X[i], float(scores[i]), decision="REVIEW" if flagged[i] else "ALLOW")))
-        for i in range(n)])
+    monitor_env.produce(
+        "scores",
+        [
+            (
+                ids[i].encode(),
+                codec.encode(
+                    "Score",
+                    score_record(
+                        ids[i],
+                        int(t[i]),
+                        stream.X[i],
+                        float(scores[i]),
+                        decision="REVIEW" if flagged[i] else "ALLOW",
+                    ),
+                ),
+            )
+            for i in range(n)
+        ],
+    )
     replay = [(ids[i], int(label_t[i]), True) for i in late]
     replay += replay[:30]  # duplicates
     order = rng.permutation(len(replay))  # out of order
     monitor_env.produce_labels([replay[k] for k in order])
     # Time is the scores' time: a score on day 80 moves the clock there, past every label.
     sentinel = T0 + 80 * DAY_MS
-    monitor_env.produce("scores", [(b"clock", codec.encode("Score", score_record(
-        "clock", sentinel, [0.0] * N_FEATURES, 0.5, decision="ALLOW")))])
+    monitor_env.produce(
+        "scores",
+        [
+            (
+                b"clock",
+                codec.encode(
+                    "Score", score_record("clock", sentinel, [0.0] * N_FEATURES, 0.5, decision="ALLOW")
+                ),
+            )
+        ],
+    )
 
     proc = start_monitor(monitor_env, window_s=3600, allowed_lateness_s=0)
     proc.wait_for("fraudstream_monitor_tracked_transactions", n + 1)
@@ -64,21 +88,27 @@ def test_delayed_out_of_order_labels_give_the_right_recall(
 
     # Ground truth, cohort by cohort (all cohorts are 75-80 days old: bucket 60d+, mature).
     day = (t - T0) // DAY_MS
-    captured = sum(recall_at_top_fraction(fraud[day == d], scores[day == d], 0.1) * fraud[day == d].sum()
-                   for d in range(DAYS))
+    captured = sum(
+        recall_at_top_fraction(fraud[day == d], scores[day == d], 0.1) * fraud[day == d].sum()
+        for d in range(DAYS)
+    )
     expected = {"flagged": flagged[fraud].sum() / fraud.sum(), "top_decile": captured / fraud.sum()}
 
     def published() -> bool:
-        values = {k: proc.value("fraudstream_monitor_recall", kind=k, age_bucket="60d+", maturity="mature")
-                  for k in expected}
-        return all(v is not None and not math.isnan(v) and abs(v - expected[k]) < 1e-9
-                   for k, v in values.items())
+        values = {
+            k: proc.value("fraudstream_monitor_recall", kind=k, age_bucket="60d+", maturity="mature")
+            for k in expected
+        }
+        return all(
+            v is not None and not math.isnan(v) and abs(v - expected[k]) < 1e-9 for k, v in values.items()
+        )
 
     wait_until(published, timeout=60, interval=0.5, message=f"recall metrics == {expected}")
     maturity = proc.value("fraudstream_monitor_label_maturity", age_bucket="60d+", maturity="mature")
     assert maturity is not None and maturity > 0.95
-    provisional = proc.value("fraudstream_monitor_recall", kind="flagged", age_bucket="0-7d",
-                             maturity="provisional")
+    provisional = proc.value(
+        "fraudstream_monitor_recall", kind="flagged", age_bucket="0-7d", maturity="provisional"
+    )
     assert provisional is not None and math.isnan(provisional)
 
     # Mature recall (about 0.5) is below the champion's 0.8 - 0.1: a retrain request as

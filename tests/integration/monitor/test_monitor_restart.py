@@ -31,16 +31,19 @@ FAILING = Path(__file__).with_name("failing_monitor.py")
 
 def produce(env: MonitorEnv, part: slice, stream: Any, labels: list[tuple[str, int, bool]]) -> None:
     ids = [f"t{i}" for i in range(len(stream))][part]
-    env.produce("scores", env.score_values(type(stream)(stream.t[part], stream.X[part], stream.scores[part]),
-                                           ids))
+    env.produce(
+        "scores", env.score_values(type(stream)(stream.t[part], stream.X[part], stream.scores[part]), ids)
+    )
     env.produce_labels([lab for lab in labels if lab[0] in set(ids)])
 
 
 def figures(env: MonitorEnv, proc: MonitorProcess) -> dict[str, Any]:
     metrics = proc.metrics()
-    recall = {k: v for k, v in metrics.items()
-              if k[0] in ("fraudstream_monitor_recall", "fraudstream_monitor_label_maturity")
-              and not math.isnan(v)}
+    recall = {
+        k: v
+        for k, v in metrics.items()
+        if k[0] in ("fraudstream_monitor_recall", "fraudstream_monitor_label_maturity") and not math.isnan(v)
+    }
     return {
         "windows": {s: w["eval"] for s, w in env.windows().items()},
         "events": [{k: v for k, v in e.items()} for e in env.retrain_events()],
@@ -64,8 +67,9 @@ def test_restart_mid_stream_equals_an_uninterrupted_run(
     labelled = rng.choice(n, 300, replace=False)
     # Labels minutes after their scores: the clock (the scores' time) passes them, so
     # they are applied; the last ones stay buffered across the restart.
-    labels = [(f"t{i}", int(stream.t[i]) + int(rng.integers(MIN_MS, 5 * MIN_MS)), bool(i % 2))
-              for i in labelled]
+    labels = [
+        (f"t{i}", int(stream.t[i]) + int(rng.integers(MIN_MS, 5 * MIN_MS)), bool(i % 2)) for i in labelled
+    ]
     half = slice(0, n // 2)
 
     straight = make_env()
@@ -87,8 +91,12 @@ def test_restart_mid_stream_equals_an_uninterrupted_run(
     expected = figures(straight, proc)
     assert expected["events"] and expected["events"][0]["reason"] == "DRIFT"
     assert expected["recall"]
-    wait_until(lambda: figures(restarted, second) == expected, timeout=30, interval=0.5,
-               message="restarted figures == uninterrupted figures")
+    wait_until(
+        lambda: figures(restarted, second) == expected,
+        timeout=30,
+        interval=0.5,
+        message="restarted figures == uninterrupted figures",
+    )
 
 
 def test_a_failed_agent_leaves_its_batch_for_the_restart(
@@ -97,10 +105,24 @@ def test_a_failed_agent_leaves_its_batch_for_the_restart(
     stream = score_stream(seed=43, windows=3, per_window=200)
     monitor_env.produce_scores(stream)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
-    argv = [sys.executable, str(FAILING), "--kafka-bootstrap", monitor_env.bootstrap,
-            "--topic-prefix", monitor_env.prefix, "--app-id", monitor_env.app_id,
-            "--registry", str(monitor_env.registry), "--data-dir", str(monitor_env.tmp / "data"),
-            "--model-name", MODEL, "--window-s", "60"]
+    argv = [
+        sys.executable,
+        str(FAILING),
+        "--kafka-bootstrap",
+        monitor_env.bootstrap,
+        "--topic-prefix",
+        monitor_env.prefix,
+        "--app-id",
+        monitor_env.app_id,
+        "--registry",
+        str(monitor_env.registry),
+        "--data-dir",
+        str(monitor_env.tmp / "data"),
+        "--model-name",
+        MODEL,
+        "--window-s",
+        "60",
+    ]
     failed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "agent scores failed" in failed.stderr and "injected failure" in failed.stderr
@@ -108,5 +130,7 @@ def test_a_failed_agent_leaves_its_batch_for_the_restart(
     # Nothing was skipped: every score is counted once by the restarted worker.
     proc.wait_for("fraudstream_monitor_records_total", len(stream), topic="scores", outcome="counted")
     proc.wait_for("fraudstream_monitor_windows_closed_total", 2, result="evaluated")
-    assert proc.value("fraudstream_monitor_window_records") == ((stream.t >= T0 + 60_000)
-                                                              & (stream.t < T0 + 120_000)).sum()
+    assert (
+        proc.value("fraudstream_monitor_window_records")
+        == ((stream.t >= T0 + 60_000) & (stream.t < T0 + 120_000)).sum()
+    )

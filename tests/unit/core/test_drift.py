@@ -29,8 +29,14 @@ def make_reference(seed: int = 0, n: int = 20_000, n_features: int = 3) -> Refer
     return Reference.from_manifest(psi.build_references(X, names, scores), names)
 
 
-def stream(seed: int, windows: int, per_window: int, shift_from: int | None = None,
-           shift: float = 1.5, n_features: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream(
+    seed: int,
+    windows: int,
+    per_window: int,
+    shift_from: int | None = None,
+    shift: float = 1.5,
+    n_features: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded records, ``per_window`` per one-minute window, in time order; from window
     ``shift_from`` on, feature f0 (and so the score) moves by ``shift`` sd."""
     rng = np.random.default_rng(seed)
@@ -185,12 +191,13 @@ def test_small_window_is_not_evaluated() -> None:
 # --------------------------------------------------------------------------- the detector
 
 
-def run_stream(ref: Reference, t: np.ndarray, X: np.ndarray, s: np.ndarray, dcfg: DriftConfig,
-               batch: int = 257) -> tuple[list[WindowEvaluation], list[int]]:
+def run_stream(
+    ref: Reference, t: np.ndarray, X: np.ndarray, s: np.ndarray, dcfg: DriftConfig, batch: int = 257
+) -> tuple[list[WindowEvaluation], list[int]]:
     tracker = DriftTracker(ref, WindowConfig(MIN, 5_000, 50), dcfg)
     evaluations, alarms = [], []
     for lo in range(0, t.size, batch):
-        tracker.ingest(t[lo:lo + batch], X[lo:lo + batch], s[lo:lo + batch])
+        tracker.ingest(t[lo : lo + batch], X[lo : lo + batch], s[lo : lo + batch])
         for ev, alarm in tracker.close_due():
             evaluations.append(ev)
             if alarm is not None:
@@ -224,13 +231,24 @@ def test_shifted_data_fires_at_exact_window() -> None:
 
 def test_detector_runs_skips_and_one_alarm_per_incident() -> None:
     def ev(i: int, drifted: bool, evaluated: bool = True) -> WindowEvaluation:
-        return WindowEvaluation(i * MIN, (i + 1) * MIN, 100, 0, evaluated,
-                                {"f0": 1.0}, {"f0": 0.1}, ("f0",) if drifted else ())
+        return WindowEvaluation(
+            i * MIN, (i + 1) * MIN, 100, 0, evaluated, {"f0": 1.0}, {"f0": 0.1}, ("f0",) if drifted else ()
+        )
 
     pattern: list[tuple[int, bool, bool]] = [
-        (0, True, True), (1, True, True), (2, False, True), (3, True, True), (4, True, False),
-        (5, True, True), (6, True, True), (7, True, True), (8, False, True), (9, True, True),
-        (10, True, True), (11, True, True)]
+        (0, True, True),
+        (1, True, True),
+        (2, False, True),
+        (3, True, True),
+        (4, True, False),
+        (5, True, True),
+        (6, True, True),
+        (7, True, True),
+        (8, False, True),
+        (9, True, True),
+        (10, True, True),
+        (11, True, True),
+    ]
     state, alarms = DetectorState(), []
     for i, drifted, evaluated in pattern:
         state, alarm = drift.detect(state, ev(i, drifted, evaluated), consecutive=3)
@@ -248,9 +266,11 @@ def test_event_id_is_stable_and_specific() -> None:
     a = drift.retrain_event_id("fraud", "3", drift.DRIFT, 1_000)
     assert a == drift.retrain_event_id("fraud", "3", drift.DRIFT, 1_000)
     assert len(a) == 64
-    others = {drift.retrain_event_id("fraud", "4", drift.DRIFT, 1_000),
-              drift.retrain_event_id("fraud", "3", drift.RECALL_DECAY, 1_000),
-              drift.retrain_event_id("fraud", "3", drift.DRIFT, 2_000)}
+    others = {
+        drift.retrain_event_id("fraud", "4", drift.DRIFT, 1_000),
+        drift.retrain_event_id("fraud", "3", drift.RECALL_DECAY, 1_000),
+        drift.retrain_event_id("fraud", "3", drift.DRIFT, 2_000),
+    }
     assert a not in others and len(others) == 3
 
 

@@ -47,11 +47,22 @@ def test_duplicates_stale_and_later_label_wins() -> None:
 
 records = st.builds(
     TxnRecord,
-    st.one_of(st.none(), st.integers(0, 5)), st.sampled_from([0.1, 0.5]), st.booleans(),
-    st.sampled_from(["1", "2"]), st.one_of(st.none(), st.integers(0, 5)), st.booleans(),
-).map(lambda r: TxnRecord(r.event_ms, r.score if r.scored else None, r.flagged if r.scored else None,
-                          r.version if r.scored else None, r.label_ms,
-                          r.is_fraud if r.labelled else None))
+    st.one_of(st.none(), st.integers(0, 5)),
+    st.sampled_from([0.1, 0.5]),
+    st.booleans(),
+    st.sampled_from(["1", "2"]),
+    st.one_of(st.none(), st.integers(0, 5)),
+    st.booleans(),
+).map(
+    lambda r: TxnRecord(
+        r.event_ms,
+        r.score if r.scored else None,
+        r.flagged if r.scored else None,
+        r.version if r.scored else None,
+        r.label_ms,
+        r.is_fraud if r.labelled else None,
+    )
+)
 
 
 @given(a=records, b=records, c=records)
@@ -164,8 +175,10 @@ def test_delay_distribution_is_learnt_from_truncated_labels() -> None:
         hists.append(np.bincount(seen, minlength=horizon))
         naive.extend(seen.tolist())
     cdf = recall.delay_cdf(ages, hists, DelayPrior(median_days=21, weight=1.0), horizon)
-    truth = [recall.lognormal_cdf(d + 1, 5.0, 0.6) / recall.lognormal_cdf(horizon, 5.0, 0.6)
-             for d in range(horizon)]
+    truth = [
+        recall.lognormal_cdf(d + 1, 5.0, 0.6) / recall.lognormal_cdf(horizon, 5.0, 0.6)
+        for d in range(horizon)
+    ]
     naive_cdf = np.cumsum(np.bincount(naive, minlength=horizon)) / len(naive)
     for d in (2, 4, 7, 12):
         assert cdf[d] == pytest.approx(truth[d], abs=0.03)
@@ -197,17 +210,30 @@ def test_empirical_delays_make_old_cohorts_mature() -> None:
 # --------------------------------------------------------------------------- pooling, decay
 
 
-def fig(day: int, n: int, frauds: int, flagged: int, captured: float, maturity: float,
-        age: float) -> recall.CohortFigures:
-    return recall.CohortFigures(DAY0 + day * DAY_MS, age, n, frauds, flagged, captured, maturity,
-                                maturity >= 0.8)
+def fig(
+    day: int, n: int, frauds: int, flagged: int, captured: float, maturity: float, age: float
+) -> recall.CohortFigures:
+    return recall.CohortFigures(
+        DAY0 + day * DAY_MS, age, n, frauds, flagged, captured, maturity, maturity >= 0.8
+    )
 
 
 def test_age_buckets_and_pooling() -> None:
     assert [recall.age_bucket(a) for a in (0, 6.9, 7, 29, 30, 59.9, 60, 400)] == [
-        "0-7d", "0-7d", "7-30d", "7-30d", "30-60d", "30-60d", "60d+", "60d+"]
-    figs = [fig(0, 100, 10, 5, 6.0, 0.9, 40), fig(1, 300, 10, 8, 7.0, 0.85, 39),
-            fig(30, 100, 2, 1, 1.0, 0.1, 10)]
+        "0-7d",
+        "0-7d",
+        "7-30d",
+        "7-30d",
+        "30-60d",
+        "30-60d",
+        "60d+",
+        "60d+",
+    ]
+    figs = [
+        fig(0, 100, 10, 5, 6.0, 0.9, 40),
+        fig(1, 300, 10, 8, 7.0, 0.85, 39),
+        fig(30, 100, 2, 1, 1.0, 0.1, 10),
+    ]
     groups = recall.by_age_bucket(figs)
     assert set(groups) == {("30-60d", "mature"), ("7-30d", "provisional")}
     mature = groups[("30-60d", "mature")]
@@ -220,7 +246,8 @@ def test_baseline_and_decay_candidate() -> None:
     base = recall.baseline_from_manifest(metrics)
     assert base == recall.Baseline("recall", 0.7)
     assert recall.baseline_from_manifest({"test": {"recall_at_top_decile": 0.8}}) == recall.Baseline(
-        "top_decile_recall", 0.8)
+        "top_decile_recall", 0.8
+    )
     assert recall.baseline_from_manifest({}) is None
     figs = [fig(d, 1000, 10, 5, 9.0, 0.95, 60 - d) for d in range(10)] + [fig(30, 1000, 10, 9, 9.0, 0.2, 30)]
     pooled = recall.recent_mature(figs, pool_days=7)

@@ -20,8 +20,9 @@ from services.settings import MonitorSettings
 
 
 def make_settings(**over: Any) -> MonitorSettings:
-    return settings.load(MonitorSettings, {"kafka_bootstrap": "127.0.0.1:1", "topic_prefix": "t.", **over},
-                         environ={})
+    return settings.load(
+        MonitorSettings, {"kafka_bootstrap": "127.0.0.1:1", "topic_prefix": "t.", **over}, environ={}
+    )
 
 
 def test_no_pickle_anywhere() -> None:
@@ -32,12 +33,20 @@ def test_no_pickle_anywhere() -> None:
     assert set(app.tables) == {"state", "txns"}
     for table in app.tables.values():
         changelog = table.changelog_topic
-        serializers = {table.key_serializer, table.value_serializer,
-                       changelog.key_serializer, changelog.value_serializer}
+        serializers = {
+            table.key_serializer,
+            table.value_serializer,
+            changelog.key_serializer,
+            changelog.value_serializer,
+        }
         assert serializers == {"json"}, table.name
         assert table.use_partitioner  # a key lives in one changelog partition
     assert {t.get_topic_name() for t in app.monitor_topics.values()} == {  # type: ignore[attr-defined]
-        "t.scores", "t.labels", "t.retrain", "t.monitor.dlq"}
+        "t.scores",
+        "t.labels",
+        "t.retrain",
+        "t.monitor.dlq",
+    }
 
 
 def test_table_writes_do_not_need_the_changelog_metadata() -> None:
@@ -68,7 +77,11 @@ def test_table_writes_do_not_need_the_changelog_metadata() -> None:
     messages = asyncio.run(first_writes())
     txns, state = (f"{app.conf.id}-{name}-changelog" for name in ("txns", "state"))
     assert [(m.channel.get_topic_name(), m.partition) for m in messages] == [
-        (txns, 0), (txns, 0), (state, 0), (state, 0)]
+        (txns, 0),
+        (txns, 0),
+        (state, 0),
+        (state, 0),
+    ]
 
 
 def test_consumer_reads_committed_only() -> None:
@@ -98,8 +111,14 @@ def test_credentials_from_settings() -> None:
 
     assert broker_urls("a:1, b:2") == ["kafka://a:1", "kafka://b:2"]
     assert credentials(make_settings()) is None
-    sasl = credentials(make_settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN",
-                                     kafka_sasl_username="u", kafka_sasl_password="p"))
+    sasl = credentials(
+        make_settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="PLAIN",
+            kafka_sasl_username="u",
+            kafka_sasl_password="p",
+        )
+    )
     assert sasl is not None and sasl.protocol.value == "SASL_PLAINTEXT"
 
 
@@ -163,8 +182,9 @@ def test_agent_failure_is_raised_not_acked_and_reported(caplog: pytest.LogCaptur
         if raws[0].offset == 2:
             raise RuntimeError("boom")
 
-    stream = FakeStream([[Event(Msg(offset=0)), Event(Msg(offset=1))], [Event(Msg(offset=2))],
-                         [Event(Msg(offset=3))]])
+    stream = FakeStream(
+        [[Event(Msg(offset=0)), Event(Msg(offset=1))], [Event(Msg(offset=2))], [Event(Msg(offset=3))]]
+    )
     runtime = FakeRuntime()
     body = agents.agent_body(runtime, "scores", handle, 10, 0.1)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="boom"):

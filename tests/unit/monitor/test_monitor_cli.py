@@ -67,11 +67,13 @@ def test_metric_names_and_bounded_labels() -> None:
             names.add(sample.name)
             assert not {"txn_id", "card_id"} & set(sample.labels)
     assert PREFIX + "recall" in names and PREFIX + "label_maturity" in names
-    value = m.registry.get_sample_value(PREFIX + "recall", {"kind": "flagged", "age_bucket": "0-7d",
-                                                            "maturity": "provisional"})
+    value = m.registry.get_sample_value(
+        PREFIX + "recall", {"kind": "flagged", "age_bucket": "0-7d", "maturity": "provisional"}
+    )
     assert value == 0.5
-    missing = m.registry.get_sample_value(PREFIX + "recall", {"kind": "flagged", "age_bucket": "60d+",
-                                                              "maturity": "mature"})
+    missing = m.registry.get_sample_value(
+        PREFIX + "recall", {"kind": "flagged", "age_bucket": "60d+", "maturity": "mature"}
+    )
     assert missing is not None and math.isnan(missing)
     counters = [f for f in m.registry.collect() if f.type == "counter"]
     assert counters and all(s.name.endswith(("_total", "_created")) for f in counters for s in f.samples)

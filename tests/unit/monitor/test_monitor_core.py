@@ -24,30 +24,53 @@ NAMES = ["f0", "f1", "f2"]
 
 def champion(baseline: float = 0.8) -> Any:
     X = np.random.default_rng(0).normal(size=(20_000, 3))
-    return champion_from_manifest({
-        "name": "fraud", "version": "1", "feature_names": NAMES,
-        "psi_reference": psi.build_references(X, NAMES, 1 / (1 + np.exp(-X[:, 0]))),
-        "metrics": {"test": {"label_based": {"recall_at_review_threshold": baseline}}},
-    })
+    return champion_from_manifest(
+        {
+            "name": "fraud",
+            "version": "1",
+            "feature_names": NAMES,
+            "psi_reference": psi.build_references(X, NAMES, 1 / (1 + np.exp(-X[:, 0]))),
+            "metrics": {"test": {"label_based": {"recall_at_review_threshold": baseline}}},
+        }
+    )
 
 
 def config(**kw: Any) -> MonitorConfig:
-    base: dict[str, Any] = dict(window=WindowConfig(MIN, 0, 100), drift=DriftConfig(0.01, 0.1, 3),
-                                horizon_days=90, min_maturity=0.8, recall_margin=0.1,
-                                cooldown_ms=7 * DAY_MS, min_frauds=20)
+    base: dict[str, Any] = dict(
+        window=WindowConfig(MIN, 0, 100),
+        drift=DriftConfig(0.01, 0.1, 3),
+        horizon_days=90,
+        min_maturity=0.8,
+        recall_margin=0.1,
+        cooldown_ms=7 * DAY_MS,
+        min_frauds=20,
+    )
     base.update(kw)
     return MonitorConfig(**base)
 
 
-def rows(t: np.ndarray, X: np.ndarray, offsets: np.ndarray, *, flagged: np.ndarray | None = None,
-         ids: list[str] | None = None) -> ScoreRows:
+def rows(
+    t: np.ndarray,
+    X: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    flagged: np.ndarray | None = None,
+    ids: list[str] | None = None,
+) -> ScoreRows:
     s = 1 / (1 + np.exp(-X[:, 0]))
     n = t.size
     return ScoreRows(
-        partition=np.zeros(n, dtype=np.int64), offset=offsets.astype(np.int64), event_ms=t.astype(np.int64),
-        score=s, flagged=(s > 0.8) if flagged is None else flagged,
-        txn_id=ids or [f"t{o}" for o in offsets.tolist()], version=["1"] * n,
-        psi_rows=np.ones(n, dtype=bool), features=X, outcomes=Counter(counted=n))
+        partition=np.zeros(n, dtype=np.int64),
+        offset=offsets.astype(np.int64),
+        event_ms=t.astype(np.int64),
+        score=s,
+        flagged=(s > 0.8) if flagged is None else flagged,
+        txn_id=ids or [f"t{o}" for o in offsets.tolist()],
+        version=["1"] * n,
+        psi_rows=np.ones(n, dtype=bool),
+        features=X,
+        outcomes=Counter(counted=n),
+    )
 
 
 def drift_stream(seed: int = 1, windows: int = 20, per: int = 300, shift_from: int = 10) -> tuple:
@@ -64,8 +87,9 @@ def new_core(state: dict, txns: dict, **kw: Any) -> MonitorCore:
     return core
 
 
-def feed(core: MonitorCore, t: np.ndarray, X: np.ndarray, lo: int, hi: int, batch: int = 500,
-         deliver: bool = True) -> list[dict]:
+def feed(
+    core: MonitorCore, t: np.ndarray, X: np.ndarray, lo: int, hi: int, batch: int = 500, deliver: bool = True
+) -> list[dict]:
     out = []
     for a in range(lo, hi, batch):
         b = min(hi, a + batch)
@@ -122,8 +146,12 @@ def test_redelivered_batches_are_not_counted_twice() -> None:
     once = new_core({}, {})
     feed(once, t, X, 0, t.size)
     assert summary(again) == summary(once)
-    assert again.metrics.registry.get_sample_value(
-        "fraudstream_monitor_records_total", {"topic": "scores", "outcome": "redelivered"}) == 400
+    assert (
+        again.metrics.registry.get_sample_value(
+            "fraudstream_monitor_records_total", {"topic": "scores", "outcome": "redelivered"}
+        )
+        == 400
+    )
 
 
 def test_undelivered_event_is_proposed_again_with_the_same_id() -> None:
@@ -153,8 +181,12 @@ def test_cooldown_holds_back_a_second_incident() -> None:
     assert [e["window_start"] for e in events] == [T0 + 5 * MIN, T0 + 20 * MIN]
     core2 = new_core({}, {}, cooldown_ms=60 * MIN)
     assert len(feed(core2, t, X, 0, t.size)) == 1
-    assert core2.metrics.registry.get_sample_value(
-        "fraudstream_monitor_retrain_suppressed_total", {"reason": "DRIFT"}) == 1
+    assert (
+        core2.metrics.registry.get_sample_value(
+            "fraudstream_monitor_retrain_suppressed_total", {"reason": "DRIFT"}
+        )
+        == 1
+    )
 
 
 # --------------------------------------------------------------------------- recall
@@ -227,8 +259,12 @@ def test_labels_wait_for_the_scores_clock() -> None:
     # A label the clock has passed already is late: applied at once.
     core.on_labels(label_rows(["c"], [T0 + DAY_MS], [True]))
     assert core.recall.records["c"].is_fraud
-    assert core.metrics.registry.get_sample_value(
-        "fraudstream_monitor_records_total", {"topic": "labels", "outcome": "late"}) == 1
+    assert (
+        core.metrics.registry.get_sample_value(
+            "fraudstream_monitor_records_total", {"topic": "labels", "outcome": "late"}
+        )
+        == 1
+    )
 
 
 def test_decisions_wait_for_the_labels_frontier() -> None:
@@ -268,8 +304,12 @@ def recall_stream(seed: int = 5, days: int = 60, per_day: int = 150) -> tuple:
     return t, X, flagged, [ids[i] for i in order], label_t[order], [is_fraud[i] for i in order]
 
 
-def run_interleaved(schedule: list[tuple[str, int, int]], stream: tuple, restart_at: int | None = None,
-                    reader_says: bool = True) -> list[dict]:
+def run_interleaved(
+    schedule: list[tuple[str, int, int]],
+    stream: tuple,
+    restart_at: int | None = None,
+    reader_says: bool = True,
+) -> list[dict]:
     """Feed score and label slices in the order given; returns the delivered events."""
     t, X, flagged, lids, lt, ly = stream
     state: dict = {}

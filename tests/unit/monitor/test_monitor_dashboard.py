@@ -44,7 +44,9 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     # Every monitor metric is on the dashboard (histogram parts count once).
     shown = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
     assert {re.sub(r"_(bucket|sum|count)$", "", m) for m in monitor} - shown <= {
-        "fraudstream_monitor_agent_heartbeat_timestamp_seconds", "fraudstream_monitor_champion_info"}
+        "fraudstream_monitor_agent_heartbeat_timestamp_seconds",
+        "fraudstream_monitor_champion_info",
+    }
 
 
 def test_alert_rules_use_only_exported_metrics() -> None:

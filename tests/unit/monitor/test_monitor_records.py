@@ -12,9 +12,18 @@ CODEC = Codec.load()
 
 def score(i: int, **over: Any) -> dict[str, Any]:
     rec = {
-        "txn_id": f"t{i}", "card_id": "c", "event_time": 1_000 + i, "score": 0.25, "decision": "ALLOW",
-        "reason_codes": [], "model_name": "fraud", "model_version": "1", "model_sha256": "0" * 64,
-        "feature_set": "fs", "features": [float(i), 1.0], "shadow": False,
+        "txn_id": f"t{i}",
+        "card_id": "c",
+        "event_time": 1_000 + i,
+        "score": 0.25,
+        "decision": "ALLOW",
+        "reason_codes": [],
+        "model_name": "fraud",
+        "model_version": "1",
+        "model_sha256": "0" * 64,
+        "feature_set": "fs",
+        "features": [float(i), 1.0],
+        "shadow": False,
         "timings": {"consumed_at": 0, "scored_at": 0, "features_us": 0, "predict_us": 0},
     }
     rec.update(over)
@@ -35,8 +44,9 @@ def test_scores_split_into_counted_skipped_and_rejected() -> None:
         CODEC.encode("Score", score(5, features=[1.0, 2.0, 3.0])),
         b"\x00garbage",
         None,
-        CODEC.encode("Label", {"txn_id": "x", "card_id": "c", "is_fraud": True, "label_time": 1,
-                               "source": "UNKNOWN"}),
+        CODEC.encode(
+            "Label", {"txn_id": "x", "card_id": "c", "is_fraud": True, "label_time": 1, "source": "UNKNOWN"}
+        ),
     ]
     rows, rejected = decode_scores(CODEC, [raw(i, v) for i, v in enumerate(values)], "fraud", "1", 2)
     assert rows.txn_id == ["t0", "t3"]
@@ -63,22 +73,28 @@ def test_an_empty_batch_has_the_right_shapes() -> None:
 
 
 def test_times_beyond_the_wall_clock_bound_are_rejected() -> None:
-    values = [CODEC.encode("Score", score(0, event_time=5_000)),
-              CODEC.encode("Score", score(1, event_time=4_000))]
-    rows, rejected = decode_scores(CODEC, [raw(i, v) for i, v in enumerate(values)], "fraud", "1", 2,
-                                   latest_ms=4_500)
+    values = [
+        CODEC.encode("Score", score(0, event_time=5_000)),
+        CODEC.encode("Score", score(1, event_time=4_000)),
+    ]
+    rows, rejected = decode_scores(
+        CODEC, [raw(i, v) for i, v in enumerate(values)], "fraud", "1", 2, latest_ms=4_500
+    )
     assert rows.txn_id == ["t1"] and [r.reason for r in rejected] == ["event_time_in_future"]
-    label = CODEC.encode("Label", {"txn_id": "t1", "card_id": "c", "is_fraud": True, "label_time": 9,
-                                   "source": "CHARGEBACK"})
+    label = CODEC.encode(
+        "Label", {"txn_id": "t1", "card_id": "c", "is_fraud": True, "label_time": 9, "source": "CHARGEBACK"}
+    )
     rows_l, rejected_l = decode_labels(CODEC, [Raw("labels", 0, 1, None, label)], latest_ms=8)
     assert len(rows_l) == 0 and rejected_l[0].reason == "label_time_in_future"
 
 
 def test_labels_decode_and_reject() -> None:
-    good = CODEC.encode("Label", {"txn_id": "t1", "card_id": "c", "is_fraud": True, "label_time": 5,
-                                  "source": "CHARGEBACK"})
-    bad = CODEC.encode("Label", {"txn_id": "", "card_id": "c", "is_fraud": False, "label_time": 5,
-                                 "source": "UNKNOWN"})
+    good = CODEC.encode(
+        "Label", {"txn_id": "t1", "card_id": "c", "is_fraud": True, "label_time": 5, "source": "CHARGEBACK"}
+    )
+    bad = CODEC.encode(
+        "Label", {"txn_id": "", "card_id": "c", "is_fraud": False, "label_time": 5, "source": "UNKNOWN"}
+    )
     rows, rejected = decode_labels(CODEC, [Raw("labels", 0, 7, None, good), Raw("labels", 0, 8, None, bad)])
     assert (rows.txn_id, rows.label_ms, rows.is_fraud, rows.offset) == (["t1"], [5], [True], [7])
     assert [(r.reason, r.raw.offset) for r in rejected] == [("missing_txn_id", 8)]

@@ -15,9 +15,10 @@ logged), or cannot be decoded (logged with partition and offset). So:
 A job runs in the polling thread and may take minutes: ``max.poll.interval.ms`` is set
 to the longest job allowed, while librdkafka's background heartbeats keep the group
 session alive (a short ``session.timeout.ms`` lets a restarted trainer take over fast).
-Transient failures (the window cannot be read, an announcement is not acknowledged)
-rewind to the event and retry it after a growing pause. SIGTERM stops between events,
-or inside a job before anything is registered (the event is then re-delivered).
+Transient failures (the window cannot be read, the feature stage process died, an
+announcement is not acknowledged) rewind to the event and retry it after a growing
+pause. SIGTERM stops between events, or inside a job before anything is registered (the
+event is then re-delivered).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import Codec, DecodeError
+from services.featurebuild.build import StageError
 from services.trainer.job import JobResult, JobStopped
 from services.trainer.lineage import PublishError
 from services.trainer.sources import SourceError
@@ -139,7 +141,7 @@ class TrainerService:
         except JobStopped as exc:
             log.info("%s; retrain event %s will be handled again after the restart", exc, where)
             return False
-        except (SourceError, PublishError) as exc:
+        except (SourceError, PublishError, StageError) as exc:  # StageError: the feature stage died
             self._retry_later(msg, type(exc).__name__, str(exc))
             return False
         self.metrics.job_seconds.observe(self._clock() - started)

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.core.codec import Codec
+from services.featurebuild.build import StageError
 from services.trainer.job import JobResult, JobStopped
 from services.trainer.lineage import PublishError
 from services.trainer.service import KafkaFatal, TrainerMetrics, TrainerService
@@ -71,7 +72,9 @@ def test_an_undecodable_event_is_skipped_and_committed() -> None:
     assert count(registry, "invalid") == 1
 
 
-@pytest.mark.parametrize("failure", [SourceError("kafka down"), PublishError("not acknowledged")])
+@pytest.mark.parametrize(
+    "failure", [SourceError("kafka down"), PublishError("not acknowledged"), StageError("stage died")]
+)
 def test_a_transient_failure_rewinds_and_retries(failure: Exception) -> None:
     job = ScriptedJob(failure, JobResult("trained", "2", "hold"))
     consumer, registry = run([message(5)], job)

@@ -31,6 +31,7 @@ later than a backtest of the same data, but never differently.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,10 +131,19 @@ class MonitorCore:
             self.recall.release(self.released_ms)
         self._set_gauges()
 
-    def _save_meta(self) -> None:
-        if self.undelivered:  # stored with the last delivery: a crash before it decides again
+    def _save_meta(self, new_candidates: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
+        key = monitor_key(self.champion.name)
+        if self.undelivered:
+            # The stored state stays the last one with every event delivered: a crash
+            # decides again from it. Candidates queued since then join its queue, as
+            # their windows are already stored closed: else a crash would lose them.
+            if new_candidates:
+                stored = dict(self.state.get(key) or {})
+                queue = [*stored.get("queue", []), *([t, c] for t, c in new_candidates)]
+                stored["queue"] = sorted(queue, key=lambda c: int(c[0]))
+                self.state[key] = stored
             return
-        self.state[monitor_key(self.champion.name)] = {
+        self.state[key] = {
             "retrain": self._retrain_saved.to_dict(),
             "recall_next": self.recall_next,
             "released_ms": self.released_ms,
@@ -195,9 +205,9 @@ class MonitorCore:
         if self.recall_next is None and origin is not None:
             w = self.cfg.window
             self.recall_next = w.start_of(origin) + w.window_ms
-        self._close_windows()
+        new_candidates = self._close_windows()
         self.drift.save_meta()
-        self._save_meta()  # the new drift candidates, before any is decided
+        self._save_meta(new_candidates)  # the new drift candidates, before any is decided
         events = self.advance()
         self._set_gauges()
         return events
@@ -260,7 +270,9 @@ class MonitorCore:
 
     # ------------------------------------------------------------------ drift
 
-    def _close_windows(self) -> None:
+    def _close_windows(self) -> list[tuple[int, dict[str, Any]]]:
+        """Close the windows that are due; queue and return their drift candidates."""
+        new: list[tuple[int, dict[str, Any]]] = []
         for ev, alarm in self.drift.close_due():
             self.metrics.window_closed(ev, self.drift.run_length, self.drift.active)
             if alarm is None:
@@ -268,9 +280,11 @@ class MonitorCore:
             # The decision's time is the end of the window that completed the run: the
             # watermark reached it there, whatever the batching (replays match).
             candidate = drift.drift_event(alarm, self.champion.name, self.champion.version, ev.end)
-            self.queue.append((ev.end, candidate))
+            new.append((ev.end, candidate))
+        self.queue += new
         self.queue.sort(key=lambda c: c[0])
         self.drift.expire()
+        return new
 
     def _decide(self, candidate: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
         self.retrain, event = drift.decide(self.retrain, candidate, now_ms, self.cfg.cooldown_ms)

@@ -169,13 +169,32 @@ def test_undelivered_event_is_proposed_again_with_the_same_id() -> None:
     assert [e["event_id"] for e in replayed] == [lost[0]["event_id"]]
 
 
-def test_cooldown_holds_back_a_second_incident() -> None:
+def two_incidents() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     windows, per = 40, 300
     t = np.sort(T0 + np.repeat(np.arange(windows) * MIN, per) + rng.integers(0, MIN, windows * per))
     X = rng.normal(size=(t.size, 3))
     phase = (t - T0) // MIN
-    X[((phase >= 5) & (phase < 10)) | (phase >= 20), 0] += 1.5  # two incidents
+    X[((phase >= 5) & (phase < 10)) | (phase >= 20), 0] += 1.5
+    return t, X
+
+
+def test_a_crash_while_an_event_is_undelivered_loses_no_later_incident() -> None:
+    """The second incident's windows close (and are stored closed) while the first event
+    is still undelivered; a crash then must still give both events after the restart."""
+    t, X = two_incidents()
+    state: dict = {}
+    txns: dict = {}
+    core = new_core(state, txns, cooldown_ms=10 * MIN)
+    lost = feed(core, t, X, 0, t.size, deliver=False)  # nothing delivered, every batch committed
+    assert [e["window_start"] for e in lost] == [T0 + 5 * MIN, T0 + 20 * MIN]
+    again = new_core(state, txns, cooldown_ms=10 * MIN)  # the same tables: the crash
+    replayed = again.labels_complete(int(t.max()))
+    assert [e["event_id"] for e in replayed] == [e["event_id"] for e in lost]
+
+
+def test_cooldown_holds_back_a_second_incident() -> None:
+    t, X = two_incidents()
     core = new_core({}, {}, cooldown_ms=10 * MIN)
     events = feed(core, t, X, 0, t.size)
     assert [e["window_start"] for e in events] == [T0 + 5 * MIN, T0 + 20 * MIN]

@@ -327,6 +327,8 @@ def train_model(
     truth: Truth | None = None,
 ) -> TrainResult:
     """Build offline features for ``txns`` and run the recipe; see the module doc."""
+    from tqdm import tqdm
+
     from services.core import offline
     from services.featurebuild.build import build_features
 
@@ -335,7 +337,8 @@ def train_model(
     started = time.perf_counter()
     if not _in_event_time_order(txns):
         txns = offline.sort_by_event_time(txns)  # the canonical replay order
-    frame = build_features(txns)
+    with tqdm(total=len(txns), desc="features", unit=" row", disable=not config.progress, leave=False) as bar:
+        frame = build_features(txns, on_chunk=lambda block: bar.update(len(block)))
     feature_seconds = round(time.perf_counter() - started, 3)
     log.info("built %d feature rows in %.1f s", len(frame.txn_ids), feature_seconds)
     return train_on_features(

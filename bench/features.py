@@ -7,10 +7,10 @@ Offline: ``services.featurebuild.build.build_features`` (what ``train`` and ``ba
 run) over a seeded synthetic stream with realistic cardinalities (50k cards, 2k
 merchants, 30 days, skew and favourite merchants as in the data generator, ~1% late
 events, ~0.1% redelivered duplicates), built beforehand so record creation is not timed.
-Runs: two processes (the headline: the merchant half on a second process), one process,
-and a dense stream on two processes: cost per row grows with a card's kept events (up to
-``CARD_WINDOW_CAP``), so a stream of very busy cards is slower (20k cards, 50
-transactions per card a month). Rows per second of wall time, and per CPU second (both
+Runs: two processes (the headline: the stage process takes the merchant half and 30% of
+the cards), one process, and a dense stream on two processes: cost per row grows with a
+card's kept events (up to ``CARD_WINDOW_CAP``), so a stream of very busy cards is slower
+(20k cards, 50 transactions per card a month). Rows per second of wall time, and per CPU second (both
 processes); on a shared machine the wall figure also measures the neighbours.
 
 Online: ``OnlineFeatureStore.process_batch`` in batches of ``--batch`` against a

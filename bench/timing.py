@@ -19,5 +19,6 @@ def rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def peak_rss_mib() -> float:
+    """This process' peak resident set so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

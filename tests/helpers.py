@@ -56,7 +56,7 @@ def break_feature_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     from services.featurebuild import build
 
     class DeadStage(build.LocalStage):
-        def receive(self, size: int) -> bytes:
+        def receive(self, block: build.Block) -> bytes:
             raise build.StageError(STAGE_DIED)
 
     monkeypatch.setattr(build, "LocalStage", DeadStage)

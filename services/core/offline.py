@@ -19,10 +19,9 @@ from __future__ import annotations
 import gc
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -68,9 +67,6 @@ class SeenIds(Generic[V]):
         self._order: deque[tuple[int, str]] = deque()  # (stamp, txn_id), stamps ascending
         self._newest = -(2**63)
         self.get = self._first.get
-
-    def __len__(self) -> int:
-        return len(self._first)
 
     def remember(self, txn_id: str, event_time: int, value: V) -> None:
         self._first[txn_id] = value
@@ -151,15 +147,9 @@ def build_features(
     *,
     store: OfflineFeatureStore | None = None,
     dedupe_horizon_ms: int | None = DEDUPE_HORIZON_MS,
-    on_chunk: Callable[[npt.NDArray[np.float64]], None] | None = None,
-    chunk_rows: int = 10_000,
 ) -> FeatureFrame:
-    """Features of ``txns`` in the order given (a fresh store unless one is passed).
-
-    ``on_chunk``, if given, receives each completed block of ``chunk_rows`` rows (the
-    last one shorter) as its own array while the build goes on, so a caller can score
-    block k on another thread (LightGBM releases the GIL) while block k + 1 is built.
-    """
+    """Features of ``txns`` in the order given, one row at a time (a fresh store unless
+    one is passed): the reference that :mod:`services.featurebuild` is tested against."""
     if store is None:
         store = OfflineFeatureStore(dedupe_horizon_ms)
     process = store.process_packed
@@ -167,22 +157,12 @@ def build_features(
     times = array("q")
     txn_ids: list[str] = []
     card_ids: list[str] = []
-    rows = iter(txns)
-    block = chunk_rows if on_chunk is not None else None  # islice(.., None): all rows at once
     with gc_paused():
-        while True:
-            start = len(values)
-            for txn in islice(rows, block):
-                values += process(txn)
-                times.append(txn["event_time"])
-                txn_ids.append(txn["txn_id"])
-                card_ids.append(txn["card_id"])
-            if len(values) == start:
-                break
-            if on_chunk is not None:
-                on_chunk(np.frombuffer(values[start:], dtype="<f8").reshape(-1, N_FEATURES))
-            if block is None:
-                break
+        for txn in txns:
+            values += process(txn)
+            times.append(txn["event_time"])
+            txn_ids.append(txn["txn_id"])
+            card_ids.append(txn["card_id"])
     X = np.frombuffer(values, dtype="<f8").reshape(len(txn_ids), N_FEATURES)
     return FeatureFrame(
         txn_ids=txn_ids,

@@ -44,7 +44,6 @@ from services.featurebuild.stage import (
     REPLY,
     ROW,
     BlockStage,
-    decode_symbols,
     encode_symbols,
     read_exactly,
 )
@@ -85,8 +84,8 @@ def build_features(
 
 
 class Stage(Protocol):
-    def send(self, header: bytes, body: bytes) -> None: ...
-    def receive(self, size: int) -> bytes: ...
+    def send(self, block: Block) -> None: ...
+    def receive(self, block: Block) -> bytes: ...
     def peak_rss_mib(self) -> float | None: ...
     def close(self) -> None: ...
 
@@ -98,12 +97,10 @@ class LocalStage:
         self._stage = BlockStage()
         self._reply = b""
 
-    def send(self, header: bytes, body: bytes) -> None:
-        rows, _, new_symbols, text_bytes = HEADER.unpack(header)
-        lengths, text = body[: 4 * new_symbols], body[4 * new_symbols : 4 * new_symbols + text_bytes]
-        self._reply = self._stage.process(decode_symbols(lengths, text), body[len(lengths) + len(text) :])
+    def send(self, block: Block) -> None:
+        self._reply = self._stage.process(block.new_symbols, block.wire)
 
-    def receive(self, size: int) -> bytes:
+    def receive(self, block: Block) -> bytes:
         return self._reply
 
     def peak_rss_mib(self) -> float | None:
@@ -131,17 +128,19 @@ class ProcessStage:
         self._requests: IO[bytes] = self._proc.stdin
         self._replies: IO[bytes] = self._proc.stdout
 
-    def send(self, header: bytes, body: bytes) -> None:
+    def send(self, block: Block) -> None:
+        lengths, text = encode_symbols(block.new_symbols)
+        header = HEADER.pack(block.fresh, len(block.stage_rows), len(block.new_symbols), len(text))
         try:
-            self._requests.write(header)
-            self._requests.write(body)
+            self._requests.write(header + lengths + text)
+            self._requests.write(block.wire)
             self._requests.flush()
         except BrokenPipeError:
             raise self._died() from None
 
-    def receive(self, size: int) -> bytes:
+    def receive(self, block: Block) -> bytes:
         try:
-            reply = read_exactly(self._replies, size)
+            reply = read_exactly(self._replies, block.reply_size())
         except EOFError:
             reply = None
         if reply is None:
@@ -183,7 +182,7 @@ class ProcessStage:
 
 
 @dataclass
-class _Block:
+class Block:
     """One block, its card half here done, waiting for the stage's reply."""
 
     first_row: int
@@ -197,11 +196,6 @@ class _Block:
     @property
     def fresh(self) -> int:
         return len(self.wire) // ROW.size
-
-    def request(self) -> tuple[bytes, bytes]:
-        lengths, text = encode_symbols(self.new_symbols)
-        header = HEADER.pack(self.fresh, len(self.stage_rows), len(self.new_symbols), len(text))
-        return header, lengths + text + self.wire
 
     def reply_size(self) -> int:
         return self.fresh * REPLY.size + len(self.stage_rows) * CARD_PART.size
@@ -250,7 +244,7 @@ class FeatureBuild:
 
     def run(self, txns: Iterator[Mapping[str, Any]]) -> FeatureFrame:
         stage: Stage | None = None
-        pending: _Block | None = None
+        pending: Block | None = None
         with gc_paused(), contextlib.ExitStack() as cleanup:
             while True:
                 block = self._card_half(islice(txns, self._chunk_rows))
@@ -260,10 +254,10 @@ class FeatureBuild:
                     stage = ProcessStage() if spawn else LocalStage()
                     cleanup.callback(self._close, stage)
                 if pending is not None:  # the stage did block k while block k + 1 was built
-                    self._assemble(pending, stage.receive(pending.reply_size()))
+                    self._assemble(pending, stage.receive(pending))
                 if not block.rows:
                     break
-                stage.send(*block.request())
+                stage.send(block)
                 pending = block
         X = np.concatenate(self._blocks) if self._blocks else np.empty((0, N_FEATURES))
         return FeatureFrame(
@@ -277,8 +271,8 @@ class FeatureBuild:
         self.stage_peak_rss_mib = stage.peak_rss_mib()
         stage.close()
 
-    def _card_half(self, txns: Iterable[Mapping[str, Any]]) -> _Block:
-        block = _Block(self._rows, 0)
+    def _card_half(self, txns: Iterable[Mapping[str, Any]]) -> Block:
+        block = Block(self._rows, 0)
         row = self._rows
         fresh = 0  # rows of this block that are not duplicates
         card_part, wire = block.card_part, block.wire
@@ -342,7 +336,7 @@ class FeatureBuild:
             return number
         return None
 
-    def _assemble(self, block: _Block, reply: bytes) -> None:
+    def _assemble(self, block: Block, reply: bytes) -> None:
         fresh = block.fresh
         merchant_end = fresh * REPLY.size
         merchant = np.frombuffer(reply, dtype="<f8", count=merchant_end // 8)

@@ -83,7 +83,7 @@ class BlockStage:
         self._merchants: list[MerchantState | None] = []  # by symbol number
         self._cards: dict[int, CardState] = {}  # by the parent's stage-card number
 
-    def process(self, new_symbols: list[str], rows: bytes) -> bytes:
+    def process(self, new_symbols: list[str], rows: bytes | bytearray) -> bytes:
         """The reply to a block of :data:`ROW` records (see the module doc)."""
         symbols, merchants, cards = self._symbols, self._merchants, self._cards
         symbols.extend(new_symbols)

@@ -96,8 +96,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 N_FEATURES = len(FEATURE_NAMES)
 # The vector is the card part (``card_features``: the transaction's own, then the card's)
 # followed by the merchant part (``merchant_features``), in that order.
-N_MERCHANT_FEATURES = 5
-N_CARD_FEATURES = N_FEATURES - N_MERCHANT_FEATURES
+N_CARD_FEATURES = FEATURE_NAMES.index("merchant_txn_count_1h")
+N_MERCHANT_FEATURES = N_FEATURES - N_CARD_FEATURES
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 # Features whose distribution moves with the calendar or the system's age by construction:

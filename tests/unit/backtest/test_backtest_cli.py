@@ -15,7 +15,7 @@ from services import dataset
 from services.backtest import cli
 from services.backtest import data as bt_data
 from services.core.decision import Thresholds, decide_many
-from services.core.offline import build_features
+from services.featurebuild.build import build_features
 from services.registry import Registry
 from tests.helpers import STAGE_DIED, break_feature_stage
 
@@ -201,7 +201,7 @@ def test_scores_of_blocks_built_and_predicted_in_parallel_equal_one_predict(worl
     data, registry = world
     models = load_models(registry, ["fraud@champion", "fraud@champion"])
     scorer = BlockScorer([m.serving for m in models])
-    X = build_features(dataset.read_transactions(data), on_chunk=scorer.submit, chunk_rows=97).X
+    X = build_features(dataset.read_transactions(data), processes=2, on_chunk=scorer.submit, chunk_rows=97).X
     blocks = scorer.scores()
     whole = predict(models[0].serving, X)
     assert len(blocks) == 2 and all(np.array_equal(b, whole) for b in blocks)

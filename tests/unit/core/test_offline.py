@@ -119,21 +119,6 @@ def test_build_features_of_nothing() -> None:
     assert frame.X.shape == (0, N_FEATURES) and frame.event_time.shape == (0,)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 100])
-def test_build_features_hands_out_every_row_once_in_chunks(chunk_rows: int) -> None:
-    records = [txn(f"t{i}", i * MIN, card=f"c-{i % 2}") for i in range(5)] + [txn("t1", MIN, card="c-1")]
-    chunks: list[np.ndarray] = []
-    frame = build_features(records, on_chunk=chunks.append, chunk_rows=chunk_rows)
-    assert [len(c) for c in chunks] == [min(chunk_rows, 6 - i) for i in range(0, 6, chunk_rows)]
-    assert np.array_equal(np.concatenate(chunks), frame.X, equal_nan=True)
-    assert np.array_equal(frame.X, build_features(records).X, equal_nan=True)
-
-
-def test_build_features_of_nothing_hands_out_no_chunk() -> None:
-    chunks: list[np.ndarray] = []
-    assert len(build_features([], on_chunk=chunks.append)) == 0 and chunks == []
-
-
 def test_build_features_continues_a_given_store() -> None:
     store = OfflineFeatureStore()
     build_features([txn("a", 0)], store=store)

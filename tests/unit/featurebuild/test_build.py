@@ -70,6 +70,22 @@ def test_blocks_come_in_order_and_make_up_the_frame() -> None:
     assert np.concatenate(blocks).tobytes() == frame.X.tobytes()
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 100])
+def test_every_row_is_handed_out_once_in_blocks(processes: int, chunk_rows: int) -> None:
+    rows = STREAM[:6]
+    chunks: list[np.ndarray] = []
+    frame = build_features(rows, processes=processes, on_chunk=chunks.append, chunk_rows=chunk_rows)
+    assert [len(c) for c in chunks] == [min(chunk_rows, 6 - i) for i in range(0, 6, chunk_rows)]
+    assert np.concatenate(chunks).tobytes() == frame.X.tobytes()
+    assert_same(frame, reference(rows))
+
+
+def test_an_empty_stream_hands_out_no_block() -> None:
+    chunks: list[np.ndarray] = []
+    assert len(build_features([], processes=2, on_chunk=chunks.append)) == 0 and chunks == []
+
+
 def test_a_stream_of_one_block_or_less_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse() -> None:
         raise AssertionError("no process for a short stream")

@@ -120,23 +120,25 @@ class DriftBook:
     def ingest(self, rows: ScoreRows) -> Ingested:
         """Count the champion's rows of a batch; skip what a window has counted before."""
         sel = rows.psi_rows
-        t, p, o = rows.event_ms[sel], rows.partition[sel], rows.offset[sel]
-        starts = self.tracker.wcfg.starts_of(t)
-        keep = np.fromiter(
-            (
-                off > self.offsets.get(s, {}).get(str(part), -1)
-                for s, part, off in zip(starts.tolist(), p.tolist(), o.tolist(), strict=True)
-            ),
-            dtype=bool,
-            count=t.size,
-        )
+        t = rows.event_ms[sel]
+        keep = self._first_sight(self.tracker.wcfg.starts_of(t), rows.partition[sel], rows.offset[sel])
         a = self.tracker.ingest(t[keep], rows.features[keep], rows.score[sel][keep])
-        for s, part, off in zip(a.starts.tolist(), p[keep].tolist(), o[keep].tolist(), strict=True):
-            marks = self.offsets.setdefault(s, {})
-            marks[str(part)] = max(off, marks.get(str(part), -1))
         for s in set(a.starts.tolist()):
             self._save_window(s)
         return Ingested(counted=int((~a.late).sum()), late=int(a.late.sum()), duplicates=int((~keep).sum()))
+
+    def _first_sight(self, starts: np.ndarray, partitions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Which rows their window has not counted yet; marks them counted. A record
+        handed over twice within one batch (at-least-once delivery may) counts once."""
+        keep = np.zeros(starts.size, dtype=bool)
+        for i, (s, part, off) in enumerate(
+            zip(starts.tolist(), partitions.tolist(), offsets.tolist(), strict=True)
+        ):
+            marks = self.offsets.setdefault(s, {})
+            if off > marks.get(str(part), -1):
+                marks[str(part)] = off
+                keep[i] = True
+        return keep
 
     def close_due(self) -> list[tuple[WindowEvaluation, DriftAlarm | None]]:
         """Evaluate the windows the watermark has passed; store each evaluation."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -251,9 +252,10 @@ class MonitorEnv:
 
 
 class MonitorProcess:
-    """``fraudstream monitor`` as a subprocess, stopped with SIGTERM."""
+    """``fraudstream monitor`` as a subprocess, stopped with SIGTERM; ``script``: a test
+    harness that runs the monitor with a fault injected, instead of the CLI."""
 
-    def __init__(self, env: MonitorEnv, flags: dict[str, Any]) -> None:
+    def __init__(self, env: MonitorEnv, flags: dict[str, Any], script: Path | None = None) -> None:
         self.env, self.port = env, free_port()
         self.log = env.tmp / f"monitor-{time.monotonic_ns()}.log"
         args = {
@@ -266,7 +268,11 @@ class MonitorProcess:
             "model-name": MODEL,
             **flags,
         }
-        argv = [sys.executable, "-m", "services.cli", "monitor"]
+        argv = (
+            [sys.executable, "-m", "services.cli", "monitor"]
+            if script is None
+            else [sys.executable, str(script)]
+        )
         for key, value in args.items():
             argv += [f"--{key}", str(value)]
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
@@ -288,13 +294,32 @@ class MonitorProcess:
         return self.metrics().get((name, tuple(sorted(labels.items()))))
 
     def wait_for(self, name: str, expected: float, timeout: float = 90.0, **labels: str) -> None:
+        seen: list[float | None] = [None]
+
         def reached() -> bool:
             self.check_running()
-            return self.value(name, **labels) == expected
+            seen[0] = self.value(name, **labels)
+            return seen[0] == expected
 
-        wait_until(
-            reached, timeout=timeout, interval=0.25, message=f"{name}{labels} == {expected} (log: {self.log})"
-        )
+        try:
+            wait_until(reached, timeout=timeout, interval=0.25)
+        except AssertionError:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {name}{labels} == {expected}: it was {seen[0]}; "
+                f"{self.diagnosis()}"
+            ) from None
+
+    def diagnosis(self) -> str:
+        """The monitor's record counters and the log's tail, after a dump of its asyncio
+        tasks (mode's workers write one on SIGUSR1) into the log."""
+        counters = {k: v for k, v in self.metrics().items() if k[0].endswith(("records_total", "_alive"))}
+        size = self.log.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        try:
+            wait_until(lambda: self.log.stat().st_size > size, timeout=5, interval=0.1)
+        except AssertionError:
+            pass  # no dump: the log has the rest
+        return f"counters {counters}; log {self.log} (task dump at its end):\n{self.tail()}"
 
     def check_running(self) -> None:
         if self.proc.poll() is not None:
@@ -347,11 +372,12 @@ def monitor_env(make_env: Callable[[], MonitorEnv]) -> MonitorEnv:
 
 @pytest.fixture
 def start_monitor() -> Iterator[Callable[..., MonitorProcess]]:
-    """``start_monitor(env, **flags)``: the monitor as a subprocess, stopped at teardown."""
+    """``start_monitor(env, script=None, **flags)``: the monitor as a subprocess, stopped
+    at teardown."""
     started: list[MonitorProcess] = []
 
-    def start(env: MonitorEnv, **flags: Any) -> MonitorProcess:
-        proc = MonitorProcess(env, {k.replace("_", "-"): v for k, v in flags.items()})
+    def start(env: MonitorEnv, script: Path | None = None, **flags: Any) -> MonitorProcess:
+        proc = MonitorProcess(env, {k.replace("_", "-"): v for k, v in flags.items()}, script)
         started.append(proc)
         return proc
 

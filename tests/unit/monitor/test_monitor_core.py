@@ -154,6 +154,24 @@ def test_redelivered_batches_are_not_counted_twice() -> None:
     )
 
 
+def test_a_record_twice_in_one_batch_is_counted_once() -> None:
+    t, X = drift_stream(windows=6, shift_from=99)
+    # 600..999 come again within the batch, as after a consumer's seek back.
+    idx = np.concatenate([np.arange(0, 1_000), np.arange(600, t.size)])
+    twice = new_core({}, {})
+    twice.on_scores(rows(t[idx], X[idx], idx))
+    once = new_core({}, {})
+    once.on_scores(rows(t, X, np.arange(t.size)))
+    assert summary(twice) == summary(once)
+    assert twice.recall.tracked == t.size
+    assert (
+        twice.metrics.registry.get_sample_value(
+            "fraudstream_monitor_records_total", {"topic": "scores", "outcome": "redelivered"}
+        )
+        == 400
+    )
+
+
 def test_undelivered_event_is_proposed_again_with_the_same_id() -> None:
     t, X = drift_stream()
     state: dict = {}

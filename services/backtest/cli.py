@@ -15,11 +15,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services import settings
 from services.runtime import configure_logging, run_command
 from services.settings import BacktestSettings, ConfigError, MonitorPolicySettings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 PROG = "fraudstream backtest"
 log = logging.getLogger(__name__)
@@ -160,7 +163,10 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"backtest: reading {cfg.data} and building features", file=sys.stderr)
     try:
-        data, scores = load_scored(cfg.data, [m.serving for m in models], use_cache=args.feature_cache)
+        with feature_progress(cfg.data) as bar:
+            data, scores = load_scored(
+                cfg.data, [m.serving for m in models], use_cache=args.feature_cache, on_rows=bar.update
+            )
     except dataset.DatasetError as exc:
         raise ConfigError(f"invalid data set {cfg.data}: {exc}") from None
     except StageError as exc:
@@ -185,6 +191,20 @@ def run(cfg: BacktestSettings, args: argparse.Namespace) -> int:
     print(f"\n{n:,} transactions, {len(result['scenarios'])} scenarios in {elapsed:.1f} s")
     print(f"report:  {html}\nfigures: {js}")
     return 0
+
+
+def feature_progress(directory: Path) -> tqdm[Any]:
+    """A progress bar for the feature build on a terminal; its total from the data set's
+    manifest (none if the manifest does not say)."""
+    from tqdm import tqdm
+
+    from services import dataset
+
+    try:
+        total = int(dataset.read_manifest(directory)["counts"]["transactions"])
+    except (dataset.DatasetError, KeyError, TypeError, ValueError):
+        total = None
+    return tqdm(total=total, desc="features", unit=" row", disable=not sys.stderr.isatty(), leave=False)
 
 
 def render_summary(result: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ count, so the concatenated scores equal one predict over the whole matrix, bit f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -85,13 +85,24 @@ class BlockScorer:
 
 
 def load_scored(
-    directory: Path, models: Sequence[HasBooster], *, use_cache: bool = True
+    directory: Path,
+    models: Sequence[HasBooster],
+    *,
+    use_cache: bool = True,
+    on_rows: Callable[[int], None] | None = None,
 ) -> tuple[bt_data.BacktestData, list[Scores]]:
     """:func:`services.backtest.data.load` and every model's scores of its rows, predicted
-    while the features are built (or after, on a feature-cache hit)."""
+    while the features are built (or after, on a feature-cache hit). ``on_rows`` gets the
+    number of rows of each block built (progress)."""
     scorer = BlockScorer(models)
+
+    def on_chunk(block: npt.NDArray[np.float64]) -> None:
+        scorer.submit(block)
+        if on_rows is not None:
+            on_rows(len(block))
+
     try:
-        data = bt_data.load(directory, use_cache=use_cache, on_chunk=scorer.submit)
+        data = bt_data.load(directory, use_cache=use_cache, on_chunk=on_chunk)
         if scorer.submitted:
             return data, scorer.scores()
     finally:

@@ -206,3 +206,12 @@ def test_scores_of_blocks_built_and_predicted_in_parallel_equal_one_predict(worl
     whole = predict(models[0].serving, X)
     assert len(blocks) == 2 and all(np.array_equal(b, whole) for b in blocks)
     assert BlockScorer([m.serving for m in models]).scores()[0].shape == (0,)
+
+
+def test_the_feature_progress_bar_counts_to_the_manifests_transactions(world: tuple[Path, Path]) -> None:
+    data, _ = world
+    with cli.feature_progress(data) as bar:
+        assert bar.total == dataset.read_manifest(data)["counts"]["transactions"]
+    (data / dataset.MANIFEST_FILE).write_text("{}", encoding="utf-8")
+    with cli.feature_progress(data) as bar:
+        assert bar.total is None  # an unknown total: a bar that only counts

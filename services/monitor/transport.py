@@ -77,6 +77,12 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         self._sought -= stream
         super().resume_partitions(tps - stream)
 
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        paused = frozenset(tps)
+        self._held -= paused  # faust resumes them again (and so holds them) when it wants them
+        self._sought -= paused
+        super().pause_partitions(paused)
+
     async def perform_seek(self) -> None:
         covers = self._held
         await super().perform_seek()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from services import settings
@@ -98,6 +99,58 @@ def test_consumer_reads_committed_only() -> None:
 
     assert asyncio.run(create()) == "read_committed"
     assert app.conf.processing_guarantee.value == "at_least_once"
+
+
+def test_stream_partitions_are_fetched_only_after_the_seek_and_the_flow_resume() -> None:
+    """faust's order after an assignment: resume the stream partitions, seek them to
+    their committed offsets, resume the flow. Records fetched before the seek were
+    counted twice or lost (see services.monitor.transport); so a stream partition only
+    becomes fetchable at the flow resume that follows a seek covering it."""
+    scores, labels = TP("t.scores", 0), TP("t.labels", 0)
+
+    async def active_after_each_step() -> list[set[TP]]:
+        app = build_app(make_settings())  # in the running loop, which asyncio.run closes
+        consumer: Any = app.consumer
+        changelog = TP(f"{app.conf.id}-state-changelog", 0)
+        assigned = {scores, labels, changelog}
+        consumer.assignment = lambda: assigned
+
+        async def seek_to_committed() -> dict[TP, int]:
+            return {tp: 0 for tp in assigned}
+
+        consumer.seek_to_committed = seek_to_committed
+        consumer._thread.thread_loop.close()  # the consumer thread's own loop, never started here
+        seen = []
+        consumer.pause_partitions(assigned)  # as faust does on an assignment
+        consumer.resume_partitions({changelog})  # table recovery
+        consumer.resume_flow()  # ... which reads the changelog with the flow resumed
+        seen.append(set(consumer._get_active_partitions()))
+        consumer.resume_partitions({scores, labels})
+        seen.append(set(consumer._get_active_partitions()))
+        consumer.resume_flow()  # no seek yet: still held
+        seen.append(set(consumer._get_active_partitions()))
+        await consumer.perform_seek()
+        seen.append(set(consumer._get_active_partitions()))
+        consumer.resume_flow()
+        seen.append(set(consumer._get_active_partitions()))
+        # Paused again (a rebalance) while held: the next flow resume must not wake it.
+        consumer.pause_partitions({scores, labels})
+        consumer.resume_partitions({scores, labels})
+        consumer.pause_partitions({scores})
+        await consumer.perform_seek()
+        consumer.resume_flow()
+        seen.append(set(consumer._get_active_partitions()) - {changelog})
+        return seen
+
+    changelog_only = {TP("fraudstream-monitor-state-changelog", 0)}
+    assert asyncio.run(active_after_each_step()) == [
+        changelog_only,
+        changelog_only,
+        changelog_only,
+        changelog_only,
+        changelog_only | {scores, labels},
+        {labels},
+    ]
 
 
 def test_faust_version_guard() -> None:

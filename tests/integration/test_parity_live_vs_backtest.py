@@ -250,8 +250,19 @@ def test_live_scores_and_retrain_decisions_equal_the_backtest(
         wait_until(
             monitor_done, timeout=180, interval=0.5, message=f"the monitor is done (log {monitor.log})"
         )
-        retrain = read_topic(kafka_bootstrap, prefix + topics.RETRAIN, 0)
-        live = [codec.decode("RetrainEvent", m.value()) for m in retrain]
+
+        def decided() -> tuple[list[dict[str, Any]]] | None:
+            # The last decisions follow the labels check that moves the decision clock
+            # (every second, apart from the batches): wait for as many as expected.
+            retrain = read_topic(kafka_bootstrap, prefix + topics.RETRAIN, 0)
+            events = [codec.decode("RetrainEvent", m.value()) for m in retrain]
+            return (events,) if len(events) >= len(expected_events) else None
+
+        found = wait_until(
+            decided, timeout=60, interval=0.5, message=f"the monitor's retrain events (log {monitor.log})"
+        )
+        assert found is not None
+        (live,) = found
     finally:
         scorer.close()
         monitor.stop()

@@ -309,6 +309,24 @@ class MonitorProcess:
                 f"{self.diagnosis()}"
             ) from None
 
+    def wait_decided(self, upto_ms: int, timeout: float = 90.0) -> None:
+        """Until the decision clock has reached ``upto_ms``: every retrain decision due by
+        then is made (the labels check that moves the clock runs on its own, every second)."""
+        seen: list[float | None] = [None]
+
+        def reached() -> bool:
+            self.check_running()
+            seen[0] = self.value("fraudstream_monitor_decision_clock_seconds")
+            return seen[0] is not None and seen[0] * 1000 >= upto_ms
+
+        try:
+            wait_until(reached, timeout=timeout, interval=0.25)
+        except AssertionError:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for the decision clock to reach {upto_ms} ms: "
+                f"it was {seen[0]} s; {self.diagnosis()}"
+            ) from None
+
     def diagnosis(self) -> str:
         """The monitor's record counters and the log's tail, after a dump of its asyncio
         tasks (mode's workers write one on SIGUSR1) into the log."""

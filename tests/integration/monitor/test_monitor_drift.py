@@ -55,6 +55,7 @@ def test_drift_onset_gives_one_retrain_event_and_exact_psi(
     monitor_env.produce_scores(stream)
     proc = start_monitor(monitor_env, **FLAGS)
     proc.wait_for("fraudstream_monitor_windows_closed_total", WINDOWS - 1, result="evaluated")
+    proc.wait_decided(T0 + (WINDOWS - 1) * MIN_MS)
 
     [event] = monitor_env.retrain_events()
     assert event["reason"] == "DRIFT" and event["model_version"] == "1"
@@ -100,6 +101,7 @@ def test_same_length_without_drift_gives_no_event(
     monitor_env.produce_scores(stream)
     proc = start_monitor(monitor_env, **FLAGS)
     proc.wait_for("fraudstream_monitor_windows_closed_total", WINDOWS - 1, result="evaluated")
+    proc.wait_decided(T0 + (WINDOWS - 1) * MIN_MS)
 
     assert monitor_env.retrain_events() == []
     counted = proc.value("fraudstream_monitor_records_total", topic="scores", outcome="counted")

@@ -58,6 +58,7 @@ def wait_done(proc: MonitorProcess, n_windows: int, tracked: int) -> None:
     proc.wait_for("fraudstream_monitor_windows_closed_total", n_windows, result="evaluated")
     proc.wait_for("fraudstream_monitor_tracked_transactions", tracked)
     proc.wait_for("fraudstream_monitor_pending_labels", 0)
+    proc.wait_decided(T0 + (WINDOWS - 1) * MIN_MS)  # the start of the newest, open window
 
 
 @pytest.mark.parametrize("script", [None, LATE_SEEK], ids=["cli", "late-seek"])

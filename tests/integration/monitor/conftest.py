@@ -294,37 +294,42 @@ class MonitorProcess:
         return self.metrics().get((name, tuple(sorted(labels.items()))))
 
     def wait_for(self, name: str, expected: float, timeout: float = 90.0, **labels: str) -> None:
-        seen: list[float | None] = [None]
-
-        def reached() -> bool:
-            self.check_running()
-            seen[0] = self.value(name, **labels)
-            return seen[0] == expected
-
-        try:
-            wait_until(reached, timeout=timeout, interval=0.25)
-        except AssertionError:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {name}{labels} == {expected}: it was {seen[0]}; "
-                f"{self.diagnosis()}"
-            ) from None
+        self._wait(
+            lambda: self.value(name, **labels),
+            lambda v: v == expected,
+            f"{name}{labels} == {expected}",
+            timeout,
+        )
 
     def wait_decided(self, upto_ms: int, timeout: float = 90.0) -> None:
         """Until the decision clock has reached ``upto_ms``: every retrain decision due by
         then is made (the labels check that moves the clock runs on its own, every second)."""
+        self._wait(
+            lambda: self.value("fraudstream_monitor_decision_clock_seconds"),
+            lambda v: v is not None and v * 1000 >= upto_ms,
+            f"the decision clock to reach {upto_ms / 1000:g} s",
+            timeout,
+        )
+
+    def _wait(
+        self,
+        read: Callable[[], float | None],
+        done: Callable[[float | None], bool],
+        what: str,
+        timeout: float,
+    ) -> None:
         seen: list[float | None] = [None]
 
         def reached() -> bool:
             self.check_running()
-            seen[0] = self.value("fraudstream_monitor_decision_clock_seconds")
-            return seen[0] is not None and seen[0] * 1000 >= upto_ms
+            seen[0] = read()
+            return done(seen[0])
 
         try:
             wait_until(reached, timeout=timeout, interval=0.25)
         except AssertionError:
             raise AssertionError(
-                f"timed out after {timeout:g} s waiting for the decision clock to reach {upto_ms} ms: "
-                f"it was {seen[0]} s; {self.diagnosis()}"
+                f"timed out after {timeout:g} s waiting for {what}: it was {seen[0]}; {self.diagnosis()}"
             ) from None
 
     def diagnosis(self) -> str:

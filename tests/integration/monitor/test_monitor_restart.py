@@ -4,9 +4,6 @@ as one that ran through; a crashed agent leaves its batch unacknowledged."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +14,6 @@ import pytest
 from tests.helpers import wait_until
 from tests.integration.monitor.conftest import (
     MIN_MS,
-    MODEL,
-    ROOT,
     T0,
     MonitorEnv,
     MonitorProcess,
@@ -112,28 +107,10 @@ def test_a_failed_agent_leaves_its_batch_for_the_restart(
 ) -> None:
     stream = score_stream(seed=43, windows=3, per_window=200)
     monitor_env.produce_scores(stream)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
-    argv = [
-        sys.executable,
-        str(FAILING),
-        "--kafka-bootstrap",
-        monitor_env.bootstrap,
-        "--topic-prefix",
-        monitor_env.prefix,
-        "--app-id",
-        monitor_env.app_id,
-        "--registry",
-        str(monitor_env.registry),
-        "--data-dir",
-        str(monitor_env.tmp / "data"),
-        "--model-name",
-        MODEL,
-        "--window-s",
-        "60",
-    ]
-    failed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert failed.returncode == 1, failed.stderr[-3000:]
-    assert "agent scores failed" in failed.stderr and "injected failure" in failed.stderr
+    failed = start_monitor(monitor_env, FAILING, window_s=60)
+    assert failed.proc.wait(timeout=120) == 1, failed.tail()
+    output = failed.log.read_text(errors="replace")
+    assert "agent scores failed" in output and "injected failure" in output
     proc = start_monitor(monitor_env, **FLAGS)
     # Nothing was skipped: every score is counted once by the restarted worker.
     proc.wait_for("fraudstream_monitor_records_total", len(stream), topic="scores", outcome="counted")
